@@ -1,0 +1,1 @@
+"""Alembic revisions of abstractruntime; shipped in the wheel as ``abstractruntime._migrations``."""

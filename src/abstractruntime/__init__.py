@@ -1,0 +1,69 @@
+"""AbstractRuntime: durable, asyncio-native workflow runs with a hash-chained ledger.
+
+Importing this package never imports the optional ``abstractcore`` extra.
+"""
+
+from __future__ import annotations
+
+from .core.config import RuntimeConfig
+from .core.effects import EffectOutcome
+from .core.ledger import verify_ledger_chain
+from .core.models import (
+    Effect,
+    EffectType,
+    RunState,
+    RunStatus,
+    StepPlan,
+    StepRecord,
+    StepStatus,
+    WaitReason,
+    WaitState,
+)
+from .core.registry import WorkflowRegistry
+from .core.runtime import Runtime
+from .core.spec import WorkflowSpec
+from .errors import (
+    AbstractRuntimeError,
+    ConcurrentUpdateError,
+    InvalidWorkflowError,
+    RunLeasedError,
+    RunNotFoundError,
+    RunNotWaitingError,
+    SchemaOutOfDateError,
+    SerializationError,
+    StoreError,
+    WaitKeyMismatchError,
+)
+from .scheduler import ScheduledRuntime, Scheduler, SchedulerStats, create_scheduled_runtime
+
+__all__ = [
+    "AbstractRuntimeError",
+    "ConcurrentUpdateError",
+    "Effect",
+    "EffectOutcome",
+    "EffectType",
+    "InvalidWorkflowError",
+    "RunLeasedError",
+    "RunNotFoundError",
+    "RunNotWaitingError",
+    "RunState",
+    "RunStatus",
+    "Runtime",
+    "RuntimeConfig",
+    "ScheduledRuntime",
+    "Scheduler",
+    "SchedulerStats",
+    "SchemaOutOfDateError",
+    "SerializationError",
+    "StepPlan",
+    "StepRecord",
+    "StepStatus",
+    "StoreError",
+    "WaitKeyMismatchError",
+    "WaitReason",
+    "WaitState",
+    "WorkflowRegistry",
+    "WorkflowSpec",
+    "create_scheduled_runtime",
+    "verify_ledger_chain",
+]

@@ -1,0 +1,41 @@
+"""Runtime configuration."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .serde import utc_now
+
+
+def default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class RuntimeConfig:
+    """Knobs of a ``Runtime``.
+
+    Attributes:
+        max_steps: default ``max_steps`` of ``tick``/``resume``/``run``.
+        clock: returns the current aware UTC time; inject a fake clock in tests.
+        lease_s: how long a claim on a run lasts without renewal: the time after which a dead
+            worker's runs are taken over by others. Commits and the scheduler's heartbeat renew
+            it, so a step may take longer than this while its worker lives.
+        owner: the lease owner name of this runtime (default: host, pid and a random suffix).
+    """
+
+    max_steps: int = 100
+    clock: Callable[[], datetime] = field(default=utc_now)
+    lease_s: float = 30.0
+    owner: str = field(default_factory=default_owner)
+
+    def __post_init__(self) -> None:
+        if self.lease_s <= 0:
+            raise ValueError("lease_s must be positive")
+        if self.max_steps < 1:
+            raise ValueError("max_steps must be at least 1")

@@ -1,0 +1,280 @@
+"""The data model: plain, JSON-serialisable dataclasses with a lossless dict round trip.
+
+Timestamps are timezone-aware UTC ``datetime`` objects in memory and ISO-8601 strings in dicts.
+Enum values are the lower-case strings of the API contract.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .serde import iso, to_utc, utc_now
+
+
+class _StrEnum(str, enum.Enum):
+    """``str(x)`` and f-strings give the contract value (``"waiting"``), not ``Class.NAME``."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class EffectType(_StrEnum):
+    WAIT_EVENT = "wait_event"
+    WAIT_UNTIL = "wait_until"
+    ASK_USER = "ask_user"
+    LLM_CALL = "llm_call"
+    TOOL_CALLS = "tool_calls"
+    START_SUBWORKFLOW = "start_subworkflow"
+
+
+class RunStatus(_StrEnum):
+    RUNNING = "running"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class WaitReason(_StrEnum):
+    EVENT = "event"
+    UNTIL = "until"
+    USER = "user"
+    JOB = "job"
+    SUBWORKFLOW = "subworkflow"
+
+
+class StepStatus(_StrEnum):
+    STARTED = "started"
+    COMPLETED = "completed"
+    WAITING = "waiting"
+    FAILED = "failed"
+
+
+def _opt_time(value: datetime | str | None) -> datetime | None:
+    return None if value is None else to_utc(value)
+
+
+def _opt_iso(value: datetime | None) -> str | None:
+    return None if value is None else iso(value)
+
+
+@dataclass
+class Effect:
+    """A side effect a node asks the runtime to perform; its result lands at ``result_key``."""
+
+    type: EffectType
+    payload: dict[str, Any] = field(default_factory=dict)
+    result_key: str | None = None
+
+    def __post_init__(self) -> None:
+        self.type = EffectType(self.type)
+        if self.payload is None:
+            self.payload = {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type.value, "payload": self.payload, "result_key": self.result_key}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Effect:
+        return cls(
+            type=EffectType(data["type"]),
+            payload=dict(data.get("payload") or {}),
+            result_key=data.get("result_key"),
+        )
+
+
+@dataclass
+class StepPlan:
+    """What a node decided: an effect to perform, the next node, or the final output."""
+
+    node_id: str
+    effect: Effect | None = None
+    next_node: str | None = None
+    complete_output: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "node_id": self.node_id,
+            "effect": self.effect.to_dict() if self.effect else None,
+            "next_node": self.next_node,
+            "complete_output": self.complete_output,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StepPlan:
+        effect = data.get("effect")
+        return cls(
+            node_id=data["node_id"],
+            effect=Effect.from_dict(effect) if effect else None,
+            next_node=data.get("next_node"),
+            complete_output=data.get("complete_output"),
+        )
+
+
+@dataclass
+class WaitState:
+    """Why and on what a run waits, and where it continues once resumed."""
+
+    reason: WaitReason
+    wait_key: str | None = None
+    until: datetime | None = None
+    resume_to_node: str | None = None
+    result_key: str | None = None
+    prompt: str | None = None
+    choices: list[str] | None = None
+    allow_free_text: bool = True
+    details: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        self.reason = WaitReason(self.reason)
+        self.until = _opt_time(self.until)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reason": self.reason.value,
+            "wait_key": self.wait_key,
+            "until": _opt_iso(self.until),
+            "resume_to_node": self.resume_to_node,
+            "result_key": self.result_key,
+            "prompt": self.prompt,
+            "choices": self.choices,
+            "allow_free_text": self.allow_free_text,
+            "details": self.details,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WaitState:
+        return cls(
+            reason=WaitReason(data["reason"]),
+            wait_key=data.get("wait_key"),
+            until=data.get("until"),
+            resume_to_node=data.get("resume_to_node"),
+            result_key=data.get("result_key"),
+            prompt=data.get("prompt"),
+            choices=data.get("choices"),
+            allow_free_text=data.get("allow_free_text", True),
+            details=data.get("details"),
+        )
+
+
+@dataclass
+class RunState:
+    """The durable state of one run: where it is, its variables, and why it waits."""
+
+    run_id: str
+    workflow_id: str
+    status: RunStatus
+    current_node: str | None
+    vars: dict[str, Any] = field(default_factory=dict)
+    waiting: WaitState | None = None
+    output: dict[str, Any] | None = None
+    error: str | None = None
+    created_at: datetime = field(default_factory=utc_now)
+    updated_at: datetime = field(default_factory=utc_now)
+    actor_id: str | None = None
+    session_id: str | None = None
+    parent_run_id: str | None = None
+
+    def __post_init__(self) -> None:
+        self.status = RunStatus(self.status)
+        self.created_at = to_utc(self.created_at)
+        self.updated_at = to_utc(self.updated_at)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "workflow_id": self.workflow_id,
+            "status": self.status.value,
+            "current_node": self.current_node,
+            "vars": self.vars,
+            "waiting": self.waiting.to_dict() if self.waiting else None,
+            "output": self.output,
+            "error": self.error,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+            "actor_id": self.actor_id,
+            "session_id": self.session_id,
+            "parent_run_id": self.parent_run_id,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunState:
+        waiting = data.get("waiting")
+        return cls(
+            run_id=data["run_id"],
+            workflow_id=data["workflow_id"],
+            status=RunStatus(data["status"]),
+            current_node=data.get("current_node"),
+            vars=dict(data.get("vars") or {}),
+            waiting=WaitState.from_dict(waiting) if waiting else None,
+            output=data.get("output"),
+            error=data.get("error"),
+            created_at=data["created_at"],
+            updated_at=data["updated_at"],
+            actor_id=data.get("actor_id"),
+            session_id=data.get("session_id"),
+            parent_run_id=data.get("parent_run_id"),
+        )
+
+
+@dataclass
+class StepRecord:
+    """One append-only ledger entry. ``prev_hash``/``record_hash`` chain the run's records."""
+
+    run_id: str
+    step_id: str
+    node_id: str
+    status: StepStatus
+    effect: dict[str, Any] | None = None
+    result: Any = None
+    error: str | None = None
+    started_at: datetime = field(default_factory=utc_now)
+    ended_at: datetime | None = None
+    actor_id: str | None = None
+    session_id: str | None = None
+    attempt: int = 1
+    idempotency_key: str | None = None
+    prev_hash: str | None = None
+    record_hash: str | None = None
+    signature: str | None = None
+
+    def __post_init__(self) -> None:
+        self.status = StepStatus(self.status)
+        self.started_at = to_utc(self.started_at)
+        self.ended_at = _opt_time(self.ended_at)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "step_id": self.step_id,
+            "node_id": self.node_id,
+            "status": self.status.value,
+            "effect": self.effect,
+            "result": self.result,
+            "error": self.error,
+            "started_at": iso(self.started_at),
+            "ended_at": _opt_iso(self.ended_at),
+            "actor_id": self.actor_id,
+            "session_id": self.session_id,
+            "attempt": self.attempt,
+            "idempotency_key": self.idempotency_key,
+            "prev_hash": self.prev_hash,
+            "record_hash": self.record_hash,
+            "signature": self.signature,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StepRecord:
+        fields: dict[str, Any] = {name: data[name] for name in _STEP_RECORD_FIELDS if name in data}
+        return cls(**fields)
+
+
+_STEP_RECORD_FIELDS = tuple(StepRecord.__dataclass_fields__)

@@ -1,0 +1,49 @@
+"""Workflow specs: a named graph of node handlers."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import InvalidWorkflowError
+from .models import RunState, StepPlan
+
+# ``async def handler(run, ctx) -> StepPlan``; a plain ``def`` is accepted too.
+NodeHandler = Callable[[RunState, Any], StepPlan | Awaitable[StepPlan]]
+
+
+@dataclass
+class WorkflowSpec:
+    """A workflow: its id, the node a run starts at, and a handler per node id."""
+
+    workflow_id: str
+    entry_node: str
+    nodes: dict[str, NodeHandler] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.workflow_id, str) or not self.workflow_id:
+            raise InvalidWorkflowError("WorkflowSpec.workflow_id must be a non-empty string")
+        if not isinstance(self.nodes, Mapping):
+            raise InvalidWorkflowError(
+                f"workflow {self.workflow_id!r}: nodes must be a dict of node id -> handler"
+            )
+        for node_id, handler in self.nodes.items():
+            if not callable(handler):
+                raise InvalidWorkflowError(
+                    f"workflow {self.workflow_id!r}: handler of node {node_id!r} is not callable"
+                )
+        if self.entry_node not in self.nodes:
+            raise InvalidWorkflowError(
+                f"workflow {self.workflow_id!r}: entry node {self.entry_node!r} is not one of "
+                f"its nodes {sorted(self.nodes)}"
+            )
+
+    def get_node(self, node_id: str) -> NodeHandler:
+        try:
+            return self.nodes[node_id]
+        except KeyError:
+            raise KeyError(
+                f"workflow {self.workflow_id!r} has no node {node_id!r} "
+                f"(nodes: {', '.join(sorted(self.nodes))})"
+            ) from None

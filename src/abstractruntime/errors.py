@@ -1,0 +1,91 @@
+"""The exception tree of abstractruntime.
+
+    AbstractRuntimeError                  root: catch this to catch everything we raise
+    ├── RunNotFoundError (KeyError)       no run has that id
+    ├── WaitKeyMismatchError (ValueError) resume() named a wait key the run is not waiting on
+    ├── RunNotWaitingError (ValueError)   resume() on a run that is not waiting
+    ├── ConcurrentUpdateError             another runtime committed a step of this run first
+    ├── RunLeasedError                    another worker holds the run's lease right now
+    ├── SerializationError (ValueError)   a value cannot be stored as JSON (names the key)
+    ├── InvalidWorkflowError (ValueError) a WorkflowSpec that cannot run (unknown entry node ...)
+    ├── SchemaOutOfDateError              the database is behind (or ahead of) the migrations
+    └── StoreError                        the storage backend failed (unreachable database ...)
+
+Errors raised *inside* a step (a node handler that raises, a bad StepPlan, an effect that fails)
+are not raised to the caller: the run is left ``failed`` with a readable ``error`` and a ``failed``
+ledger record, so one broken run never takes a worker down.
+"""
+
+from __future__ import annotations
+
+
+class AbstractRuntimeError(Exception):
+    """Root of every exception abstractruntime raises."""
+
+
+class RunNotFoundError(AbstractRuntimeError, KeyError):
+    """No run with this id exists in the store."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(run_id)
+        self.run_id = run_id
+
+    def __str__(self) -> str:
+        return f"unknown run {self.run_id!r}"
+
+
+class WaitKeyMismatchError(AbstractRuntimeError, ValueError):
+    """``resume`` named a wait key that is not the one the run waits on."""
+
+
+class RunNotWaitingError(AbstractRuntimeError, ValueError):
+    """``resume`` was called for a run that is not waiting (already resumed, done, cancelled)."""
+
+
+class ConcurrentUpdateError(AbstractRuntimeError):
+    """Another runtime committed a step of this run after we loaded it.
+
+    Nothing of ours was committed; reload the run (``get_state``) and decide again.
+    """
+
+    def __init__(self, run_id: str, expected_version: int) -> None:
+        super().__init__(
+            f"run {run_id!r} was advanced by another runtime (we held version "
+            f"{expected_version}); nothing was committed by this call - reload it with "
+            "get_state() and retry"
+        )
+        self.run_id = run_id
+        self.expected_version = expected_version
+
+
+class RunLeasedError(AbstractRuntimeError):
+    """Another worker is driving this run right now (it holds the run's lease)."""
+
+    def __init__(self, run_id: str, owner: str | None, until: object) -> None:
+        super().__init__(
+            f"run {run_id!r} is being driven by {owner or 'another worker'} (lease until "
+            f"{until}); nothing was done - try again once it is released"
+        )
+        self.run_id = run_id
+        self.owner = owner
+
+
+class SerializationError(AbstractRuntimeError, ValueError):
+    """A value cannot be stored as JSON; the message names the offending key path."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path} cannot be stored as JSON: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class InvalidWorkflowError(AbstractRuntimeError, ValueError):
+    """A workflow spec that cannot run."""
+
+
+class SchemaOutOfDateError(AbstractRuntimeError):
+    """The database schema is not at the revision this version of abstractruntime needs."""
+
+
+class StoreError(AbstractRuntimeError):
+    """The storage backend failed; the message says which database and why."""

@@ -1,0 +1,242 @@
+"""``ScheduledRuntime``: a ``Runtime`` plus its ``Scheduler``, with the contract's event API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+from ..core.config import RuntimeConfig
+from ..core.effects import EffectHandler
+from ..core.models import EffectType, RunState, RunStatus, WaitReason
+from ..core.registry import WorkflowRegistry
+from ..core.runtime import Runtime
+from ..core.spec import WorkflowSpec
+from ..errors import (
+    ConcurrentUpdateError,
+    RunLeasedError,
+    RunNotWaitingError,
+    WaitKeyMismatchError,
+)
+from ..storage.base import Store
+from .scheduler import Scheduler, SchedulerStats
+
+#: Children cancelled per parent by cancel_with_children.
+_MAX_CHILDREN = 10_000
+
+#: Losing a race for a run is not an error for emit_event: someone else resumed it.
+_LOST_RACE = (RunNotWaitingError, WaitKeyMismatchError, RunLeasedError, ConcurrentUpdateError)
+
+
+class ScheduledRuntime:
+    """Starts, resumes and inspects runs, while its scheduler wakes the ones whose time came."""
+
+    def __init__(self, runtime: Runtime, scheduler: Scheduler, *, owns_store: bool) -> None:
+        self.runtime = runtime
+        self.scheduler = scheduler
+        self._owns_store = owns_store
+
+    @property
+    def registry(self) -> WorkflowRegistry:
+        return self.runtime.workflow_registry
+
+    @property
+    def store(self) -> Store:
+        return self.runtime.store
+
+    @property
+    def stats(self) -> SchedulerStats:
+        return self.scheduler.stats
+
+    def _workflow(self, workflow_id: str) -> WorkflowSpec:
+        return self.registry.require(workflow_id)
+
+    def _register(self, workflow: WorkflowSpec) -> WorkflowSpec:
+        if workflow.workflow_id not in self.registry:
+            self.registry.register(workflow)
+        return workflow
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    async def run(
+        self, workflow: WorkflowSpec, vars: dict[str, Any] | None = None, **kwargs: Any
+    ) -> tuple[str, RunState]:
+        """Start a run and drive it here until it waits or ends (registers the workflow)."""
+        return await self.runtime.run(self._register(workflow), vars, **kwargs)
+
+    async def start(
+        self, *, workflow: WorkflowSpec, vars: dict[str, Any] | None = None, **kwargs: Any
+    ) -> str:
+        """Create a run and leave it to the scheduler (here or in any worker process)."""
+        return await self.runtime.start(workflow=self._register(workflow), vars=vars, **kwargs)
+
+    async def tick(self, run_id: str, max_steps: int | None = None) -> RunState:
+        state = await self.runtime.get_state(run_id)
+        workflow = self._workflow(state.workflow_id)
+        return await self.runtime.tick(workflow=workflow, run_id=run_id, max_steps=max_steps)
+
+    async def get_state(self, run_id: str) -> RunState:
+        return await self.runtime.get_state(run_id)
+
+    async def get_ledger(self, run_id: str) -> list[dict[str, Any]]:
+        return await self.runtime.get_ledger(run_id)
+
+    async def cancel_run(self, run_id: str, reason: str | None = None) -> RunState:
+        return await self.runtime.cancel_run(run_id, reason)
+
+    async def cancel_with_children(self, run_id: str, reason: str | None = None) -> RunState:
+        """Cancel the run and every run below it (children, grandchildren, ...)."""
+        state = await self.runtime.cancel_run(run_id, reason)
+        pending = [run_id]
+        while pending:
+            parent = pending.pop()
+            for child in await self.store.list_runs(parent_run_id=parent, limit=_MAX_CHILDREN):
+                pending.append(child.run_id)
+                if not child.status.is_terminal:
+                    await self.runtime.cancel_run(
+                        child.run_id, reason or f"parent run {run_id} was cancelled"
+                    )
+        return state
+
+    # -- events -------------------------------------------------------------------------------
+
+    async def resume_event(
+        self, *, run_id: str, wait_key: str, payload: Mapping[str, Any] | None = None
+    ) -> RunState:
+        """Resume one run waiting on ``wait_key`` (errors as ``Runtime.resume``)."""
+        state = await self.runtime.get_state(run_id)
+        return await self.runtime.resume(
+            workflow=self._workflow(state.workflow_id),
+            run_id=run_id,
+            wait_key=wait_key,
+            payload=payload,
+        )
+
+    async def respond(self, run_id: str, payload: Mapping[str, Any]) -> RunState:
+        """Answer a waiting run (typically ``ask_user``) without knowing its wait key."""
+        state = await self.runtime.get_state(run_id)
+        if state.status is not RunStatus.WAITING or state.waiting is None:
+            raise RunNotWaitingError(
+                f"run {run_id!r} is {state.status.value}, not waiting; nothing to respond to"
+            )
+        return await self.runtime.resume(
+            workflow=self._workflow(state.workflow_id),
+            run_id=run_id,
+            wait_key=state.waiting.wait_key,
+            payload=payload,
+        )
+
+    async def emit_event(
+        self, wait_key: str, payload: Mapping[str, Any] | None = None
+    ) -> list[RunState]:
+        """Resume every run waiting on ``wait_key``, each in its own transaction.
+
+        Returns the states of the runs this call resumed; runs another caller resumed first
+        are skipped.
+        """
+        resumed: list[RunState] = []
+        tried: set[str] = set()
+        while True:
+            waiting = await self.store.list_runs(
+                status=RunStatus.WAITING, wait_key=wait_key, limit=500
+            )
+            fresh = [state for state in waiting if state.run_id not in tried]
+            if not fresh:
+                return resumed
+            for state in fresh:
+                tried.add(state.run_id)
+                workflow = self.registry.get(state.workflow_id)
+                if workflow is None:
+                    continue
+                try:
+                    resumed.append(
+                        await self.runtime.resume(
+                            workflow=workflow,
+                            run_id=state.run_id,
+                            wait_key=wait_key,
+                            payload=payload,
+                        )
+                    )
+                except _LOST_RACE:
+                    continue
+
+    async def find_waiting_runs(
+        self,
+        wait_reason: WaitReason | None = None,
+        workflow_id: str | None = None,
+        limit: int = 100,
+    ) -> list[RunState]:
+        """Waiting runs (e.g. pending ``ask_user`` prompts), most recently updated first."""
+        return await self.store.list_runs(
+            status=RunStatus.WAITING, wait_reason=wait_reason, workflow_id=workflow_id, limit=limit
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start_scheduler(self) -> None:
+        await self.scheduler.start()
+
+    async def stop(self, *, grace_s: float = 10.0) -> None:
+        """Stop the scheduler (in-flight runs get ``grace_s`` to finish) and close what we own."""
+        await self.scheduler.stop(grace_s=grace_s)
+        await self.runtime.aclose()
+        if self._owns_store:
+            await self.store.close()
+
+    async def __aenter__(self) -> ScheduledRuntime:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+async def create_scheduled_runtime(
+    database_url: str | None = None,
+    store: Store | None = None,
+    workflows: WorkflowRegistry | Iterable[WorkflowSpec] | None = None,
+    effect_handlers: Mapping[EffectType, EffectHandler] | None = None,
+    effect_policy: Any = None,
+    poll_interval_s: float = 1.0,
+    auto_start: bool = True,
+    lease_s: float = 30.0,
+    max_concurrency: int = 100,
+    *,
+    config: RuntimeConfig | None = None,
+    context: Any = None,
+) -> ScheduledRuntime:
+    """A ``ScheduledRuntime`` on ``store``, on a ``SqlStore(database_url)``, or in memory.
+
+    With ``auto_start`` the scheduler task starts at once; ``await sr.stop()`` (or
+    ``async with sr:``) stops it.
+    """
+    from ..storage.memory import MemoryStore
+    from ..storage.sql import SqlStore
+
+    if database_url is not None and store is not None:
+        raise ValueError("pass database_url= or store=, not both")
+    owns_store = store is None
+    if store is None:
+        store = SqlStore(database_url) if database_url is not None else MemoryStore()
+    if config is None:
+        config = RuntimeConfig(lease_s=lease_s)
+    runtime = Runtime(
+        store=store,
+        effect_handlers=effect_handlers,
+        workflow_registry=workflows if isinstance(workflows, WorkflowRegistry) else None,
+        effect_policy=effect_policy,
+        config=config,
+        context=context,
+    )
+    if workflows is not None and not isinstance(workflows, WorkflowRegistry):
+        for workflow in workflows:
+            runtime.workflow_registry.register(workflow)
+    scheduler = Scheduler(runtime, poll_interval_s=poll_interval_s, max_concurrency=max_concurrency)
+    scheduled = ScheduledRuntime(runtime, scheduler, owns_store=owns_store)
+    if auto_start:
+        await scheduler.start()
+    return scheduled

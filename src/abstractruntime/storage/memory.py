@@ -1,0 +1,250 @@
+"""In-memory stores: the original ``InMemoryRunStore`` / ``InMemoryLedgerStore`` pair.
+
+They keep JSON text, not live objects, so a run read back is a copy - exactly as with a database -
+and the same optimistic-concurrency and lease rules apply. Nothing survives the process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..core.kernel import due_at
+from ..core.ledger import chain_records
+from ..core.models import RunState, RunStatus, StepRecord, WaitReason
+from ..core.serde import canonical_json, decode
+from ..errors import ConcurrentUpdateError, RunLeasedError, RunNotFoundError
+from .base import RunHandle
+
+
+@dataclass
+class _StoredRun:
+    state_json: str
+    state: RunState  # decoded copy for filtering; never handed out
+    version: int
+    seq: int
+    head: str | None
+    due_at: datetime | None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+
+    def leased(self, now: datetime) -> bool:
+        """A live lease, whoever holds it (claims are not re-entrant)."""
+        return self.lease_expires_at is not None and self.lease_expires_at > now
+
+    def handle(self, owner: str | None = None) -> RunHandle:
+        return RunHandle(
+            state=RunState.from_dict(decode(self.state_json)),
+            version=self.version,
+            seq=self.seq,
+            head=self.head,
+            state_json=self.state_json,
+            owner=owner,
+        )
+
+
+class InMemoryRunStore:
+    """Run states kept in this process's memory."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, _StoredRun] = {}
+
+    async def load(self, run_id: str) -> RunState | None:
+        stored = self._runs.get(run_id)
+        return None if stored is None else RunState.from_dict(decode(stored.state_json))
+
+    async def list_runs(self) -> list[RunState]:
+        return [RunState.from_dict(decode(s.state_json)) for s in self._runs.values()]
+
+
+class InMemoryLedgerStore:
+    """Ledger records kept in this process's memory."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, list[str]] = {}
+
+    async def list(self, run_id: str) -> list[dict[str, Any]]:
+        return [decode(text) for text in self._records.get(run_id, [])]
+
+
+class MemoryStore:
+    """The ``Store`` interface over an ``InMemoryRunStore`` and an ``InMemoryLedgerStore``.
+
+    No method awaits between its check and its write, so on one event loop each is atomic.
+    """
+
+    def __init__(
+        self,
+        run_store: InMemoryRunStore | None = None,
+        ledger_store: InMemoryLedgerStore | None = None,
+    ) -> None:
+        self.run_store = run_store if run_store is not None else InMemoryRunStore()
+        self.ledger_store = ledger_store if ledger_store is not None else InMemoryLedgerStore()
+
+    def _get(self, run_id: str) -> _StoredRun:
+        stored = self.run_store._runs.get(run_id)
+        if stored is None:
+            raise RunNotFoundError(run_id)
+        return stored
+
+    async def create_run(
+        self,
+        state: RunState,
+        state_json: str,
+        *,
+        lease: tuple[str, datetime] | None = None,
+    ) -> RunHandle:
+        runs = self.run_store._runs
+        if state.run_id in runs:
+            raise ValueError(f"run {state.run_id!r} already exists")
+        copy = RunState.from_dict(decode(state_json))
+        stored = _StoredRun(state_json, copy, 0, 0, None, due_at(copy, state.created_at))
+        if lease is not None:
+            stored.lease_owner, stored.lease_expires_at = lease
+            stored.due_at = lease[1]
+        runs[state.run_id] = stored
+        self.ledger_store._records[state.run_id] = []
+        return RunHandle(
+            state=state,
+            version=0,
+            seq=0,
+            head=None,
+            state_json=state_json,
+            owner=None if lease is None else lease[0],
+        )
+
+    async def load_run(self, run_id: str) -> RunHandle:
+        return self._get(run_id).handle()
+
+    def _claim(self, stored: _StoredRun, owner: str, lease_until: datetime) -> RunHandle:
+        stored.lease_owner = owner
+        stored.lease_expires_at = stored.due_at = lease_until
+        stored.version += 1
+        return stored.handle(owner)
+
+    async def claim_run(
+        self, run_id: str, owner: str, now: datetime, lease_until: datetime
+    ) -> RunHandle:
+        stored = self._get(run_id)
+        if stored.leased(now):
+            raise RunLeasedError(run_id, stored.lease_owner, stored.lease_expires_at)
+        return self._claim(stored, owner, lease_until)
+
+    async def claim_due(
+        self,
+        owner: str,
+        now: datetime,
+        lease_until: datetime,
+        limit: int,
+        workflow_ids: Sequence[str] | None = None,
+    ) -> list[RunHandle]:
+        due = [
+            stored
+            for stored in self.run_store._runs.values()
+            if stored.due_at is not None
+            and stored.due_at <= now
+            and not stored.leased(now)
+            and (workflow_ids is None or stored.state.workflow_id in workflow_ids)
+        ]
+        due.sort(key=lambda s: s.due_at or now)
+        return [self._claim(stored, owner, lease_until) for stored in due[:limit]]
+
+    async def next_due_at(self, workflow_ids: Sequence[str] | None = None) -> datetime | None:
+        times = [
+            s.due_at
+            for s in self.run_store._runs.values()
+            if s.due_at is not None
+            and (workflow_ids is None or s.state.workflow_id in workflow_ids)
+        ]
+        return min(times) if times else None
+
+    async def commit_step(
+        self,
+        handle: RunHandle,
+        state: RunState,
+        state_json: str,
+        records: Sequence[StepRecord],
+        *,
+        now: datetime,
+        lease_until: datetime | None = None,
+    ) -> RunHandle:
+        run_id = state.run_id
+        stored = self._get(run_id)
+        if stored.version != handle.version:
+            raise ConcurrentUpdateError(run_id, handle.version)
+        dicts, head = chain_records(records, handle.head)
+        self.ledger_store._records[run_id].extend(canonical_json(d) for d in dicts)
+        stored.state_json = state_json
+        stored.state = RunState.from_dict(decode(state_json))
+        stored.version += 1
+        stored.seq += len(dicts)
+        stored.head = head
+        keep = lease_until is not None and state.status is RunStatus.RUNNING
+        if keep:
+            stored.lease_owner, stored.lease_expires_at = handle.owner, lease_until
+            stored.due_at = lease_until
+        else:
+            stored.lease_owner = stored.lease_expires_at = None
+            stored.due_at = due_at(state, now)
+        if state.status.is_terminal and state.parent_run_id:
+            self._mark_parent_due(state.parent_run_id, now)
+        return RunHandle(
+            state, stored.version, stored.seq, head, state_json, handle.owner if keep else None
+        )
+
+    def _mark_parent_due(self, parent_run_id: str, now: datetime) -> None:
+        parent = self.run_store._runs.get(parent_run_id)
+        if (
+            parent is not None
+            and parent.state.status is RunStatus.WAITING
+            and parent.state.waiting is not None
+            and parent.state.waiting.reason is WaitReason.SUBWORKFLOW
+            and parent.lease_owner is None
+        ):
+            parent.due_at = now
+
+    async def release(self, handle: RunHandle, *, now: datetime) -> None:
+        stored = self.run_store._runs.get(handle.state.run_id)
+        if stored is None or stored.lease_owner != handle.owner:
+            return
+        stored.lease_owner = stored.lease_expires_at = None
+        stored.due_at = due_at(stored.state, now)
+
+    async def renew(self, owner: str, run_ids: Sequence[str], lease_until: datetime) -> None:
+        for run_id in run_ids:
+            stored = self.run_store._runs.get(run_id)
+            if stored is not None and stored.lease_owner == owner:
+                stored.lease_expires_at = stored.due_at = lease_until
+
+    async def get_ledger(self, run_id: str) -> list[dict[str, Any]]:
+        self._get(run_id)
+        return await self.ledger_store.list(run_id)
+
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        workflow_id: str | None = None,
+        wait_reason: WaitReason | None = None,
+        wait_key: str | None = None,
+        parent_run_id: str | None = None,
+        limit: int = 100,
+    ) -> list[RunState]:
+        found = []
+        for stored in self.run_store._runs.values():
+            state, waiting = stored.state, stored.state.waiting
+            if (
+                (status is None or state.status is RunStatus(status))
+                and (workflow_id is None or state.workflow_id == workflow_id)
+                and (parent_run_id is None or state.parent_run_id == parent_run_id)
+                and (wait_reason is None or (waiting and waiting.reason is WaitReason(wait_reason)))
+                and (wait_key is None or (waiting and waiting.wait_key == wait_key))
+            ):
+                found.append(stored)
+        found.sort(key=lambda s: s.state.updated_at, reverse=True)
+        return [s.handle().state for s in found[:limit]]
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,110 @@
+"""The SQL schema (SQLAlchemy Core tables): the only place that names tables and columns.
+
+The migrations in ``migrations/versions`` must build exactly this schema; a test compares them.
+
+``runs.state`` and ``ledger.record`` hold the canonical JSON text the runtime produced (declared
+``JSON`` so operators can query them, and Postgres validates them; not JSONB, which would rewrite
+numbers and break the byte-exact record that ``record_hash`` covers). The columns next to them
+are projections for indexes: status and wait time for the scheduler, wait key for events, parent
+run for subworkflows, lease columns for multi-worker claims.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out; SQLite stores them as naive UTC text that sorts right."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)  # type: ignore[no-any-return]
+        return value.astimezone(timezone.utc)  # type: ignore[no-any-return]
+
+
+class RawJSON(str):
+    """JSON text we already encoded; the engine's ``json_serializer`` passes it through."""
+
+
+runs = sa.Table(
+    "abstractruntime_runs",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("workflow_id", sa.String(255), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("current_node", sa.String(255), nullable=True),
+    sa.Column("wait_reason", sa.String(16), nullable=True),
+    sa.Column("wait_key", sa.String(512), nullable=True),
+    sa.Column("wait_until", UTCDateTime(), nullable=True),
+    sa.Column("parent_run_id", sa.String(64), nullable=True),
+    sa.Column("actor_id", sa.String(255), nullable=True),
+    sa.Column("session_id", sa.String(255), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    # Optimistic concurrency: every committed step bumps it; a commit names the one it read.
+    sa.Column("version", sa.BigInteger(), nullable=False),
+    # The ledger's length and head, so a step appends without reading the ledger back.
+    sa.Column("ledger_seq", sa.BigInteger(), nullable=False),
+    sa.Column("ledger_head", sa.String(64), nullable=True),
+    # Multi-worker claims: who drives the run, and until when the claim holds.
+    sa.Column("lease_owner", sa.String(128), nullable=True),
+    sa.Column("lease_expires_at", UTCDateTime(), nullable=True),
+    sa.Column("state", sa.JSON(), nullable=False),
+    # When a worker should next look at the run (see storage.base); NULL: not by itself.
+    sa.Column("due_at", UTCDateTime(), nullable=True),
+    sa.Index(None, "status", "wait_until"),
+    sa.Index(None, "wait_key"),
+    sa.Index(None, "parent_run_id"),
+    sa.Index(None, "workflow_id", "status"),
+    sa.Index(None, "due_at"),
+)
+
+ledger = sa.Table(
+    "abstractruntime_ledger",
+    metadata,
+    sa.Column(
+        "run_id",
+        sa.String(64),
+        sa.ForeignKey(runs.c.run_id, ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    # 0-based position in the run's chain; the primary key makes a forked ledger impossible.
+    sa.Column("seq", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("step_id", sa.String(64), nullable=False),
+    sa.Column("node_id", sa.String(255), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("idempotency_key", sa.String(128), nullable=True),
+    sa.Column("prev_hash", sa.String(64), nullable=True),
+    sa.Column("record_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("record", sa.JSON(), nullable=False),
+    sa.Index(None, "run_id", "idempotency_key"),
+)

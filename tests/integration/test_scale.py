@@ -1,0 +1,119 @@
+"""100,000 waiting runs: a poll cycle still reads only what is due, through the due_at index."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from abstractruntime import create_scheduled_runtime
+from abstractruntime.core.serde import utc_now
+from abstractruntime.storage import SqlStore
+from abstractruntime.storage.sql.store import next_due_query
+from tests.acceptance.worker_app import TEN_STEPS
+
+WAITING = 100_000
+DUE = 3
+
+
+async def fill(store: SqlStore) -> None:
+    """WAITING runs waiting for tomorrow, half as many waiting for events, DUE due now."""
+    if store.dialect == "postgresql":
+        series = "generate_series(1, :n) AS g(x)"
+        tomorrow, now, ident = "now() + interval '1 day'", "now()", "CAST(x AS TEXT)"
+    else:
+        series = (
+            "(WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < :n) "
+            "SELECT x FROM c)"
+        )
+        stamp = "strftime('%Y-%m-%d %H:%M:%S', 'now'{}) || '.000000'"
+        tomorrow, now, ident = stamp.format(", '+1 day'"), stamp.format(""), "CAST(x AS TEXT)"
+    insert = (
+        "INSERT INTO abstractruntime_runs (run_id, workflow_id, status, current_node, "
+        "wait_reason, wait_key, wait_until, created_at, updated_at, version, ledger_seq, state, "
+        "due_at) SELECT :prefix || {ident}, 'ten_steps', 'waiting', 'n5', :reason, :key, {until}, "
+        "{now}, {now}, 1, 0, '{{}}', {due} FROM {series}"
+    )
+    async with store.engine.begin() as conn:
+        for prefix, n, reason, until in [
+            ("later-", WAITING, "until", tomorrow),
+            ("event-", WAITING // 2, "event", "NULL"),
+        ]:
+            key = "evt:x" if reason == "event" else None
+            sql = insert.format(ident=ident, until=until, now=now, due=until, series=series)
+            await conn.execute(
+                sa.text(sql), {"prefix": prefix, "n": n, "reason": reason, "key": key}
+            )
+        if store.dialect == "postgresql":
+            await conn.execute(sa.text("ANALYZE abstractruntime_runs"))
+        else:
+            await conn.execute(sa.text("ANALYZE"))
+    rt = await create_scheduled_runtime(store=store, workflows=[TEN_STEPS], auto_start=False)
+    for _ in range(DUE):
+        await rt.runtime.start(workflow=TEN_STEPS)
+
+
+def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    nodes = [plan]
+    for child in plan.get("Plans", []):
+        nodes.extend(plan_nodes(child))
+    return nodes
+
+
+async def explain(store: SqlStore, statement: Any) -> list[str]:
+    """The plan as lines: Postgres node types with their index/relation; SQLite's details."""
+    sql = str(
+        statement.compile(dialect=store.engine.dialect, compile_kwargs={"literal_binds": True})
+    )
+    async with store.engine.connect() as conn:
+        if store.dialect == "postgresql":
+            raw = (await conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {sql}")).scalar()
+            doc = raw if isinstance(raw, list) else json.loads(raw)
+            return [
+                f"{n['Node Type']} {n.get('Index Name', '')} {n.get('Relation Name', '')}"
+                for n in plan_nodes(doc[0]["Plan"])
+            ]
+        rows = (await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")).all()
+        return [row[-1] for row in rows]
+
+
+@pytest.mark.slow
+async def test_poll_cycle_with_100k_waiting_runs_uses_the_due_index(db_url: str) -> None:
+    async with SqlStore(db_url) as store:
+        await store.check()  # creates and migrates the SQLite file
+        await fill(store)
+        now = utc_now()
+        claim = store._claim_due_statement("me", now, now + timedelta(seconds=30), 100, None)
+        for statement in (claim, next_due_query(), next_due_query(["ten_steps"])):
+            lines = await explain(store, statement)
+            text = "\n".join(lines)
+            assert "ix_abstractruntime_runs_due_at" in text, text
+            if store.dialect == "postgresql":
+                assert not any(
+                    line.startswith("Seq Scan") and "abstractruntime_runs" in line for line in lines
+                ), text
+            else:
+                assert "SCAN abstractruntime_runs\n" not in text + "\n", text
+
+        # A real scheduler cycle claims exactly the due runs and keeps no memory per run.
+        sr = await create_scheduled_runtime(
+            store=store, workflows=[TEN_STEPS], auto_start=False, poll_interval_s=0.1
+        )
+        assert await sr.scheduler.run_once() == DUE
+        await sr.scheduler.stop()
+        tracemalloc.start()
+        try:
+            await sr.scheduler.run_once()
+            before = tracemalloc.get_traced_memory()[0]
+            for _ in range(20):
+                assert await sr.scheduler.run_once() == 0
+                await sr.scheduler._sleep_time(0)
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert grown < 512 * 1024, f"{grown} bytes kept over 20 poll cycles"
+        await sr.stop()
