@@ -115,3 +115,27 @@ def parent_of(
             "done": lambda run, ctx: StepPlan(node_id="done", complete_output=run.vars),
         },
     )
+
+
+def llm_agent_step(workflow_id: str = "llm_step") -> WorkflowSpec:
+    """One ``llm_call`` effect (performed by whatever handler the test passes), then done.
+
+    The node counts its executions in ``vars['planned']``: a failed attempt must not keep it.
+    """
+
+    def call(run: RunState, ctx: object) -> StepPlan:
+        run.vars["planned"] = run.vars.get("planned", 0) + 1
+        return StepPlan(
+            node_id="call",
+            effect=Effect(EffectType.LLM_CALL, {"prompt": "hi"}, result_key="answer"),
+            next_node="done",
+        )
+
+    return WorkflowSpec(
+        workflow_id,
+        "call",
+        {
+            "call": call,
+            "done": lambda run, ctx: StepPlan(node_id="done", complete_output=run.vars),
+        },
+    )

@@ -19,6 +19,13 @@ from .core.models import (
     WaitReason,
     WaitState,
 )
+from .core.policy import (
+    DefaultEffectPolicy,
+    EffectPolicy,
+    NoRetryPolicy,
+    RetryPolicy,
+    compute_idempotency_key,
+)
 from .core.registry import WorkflowRegistry
 from .core.runtime import Runtime
 from .core.spec import WorkflowSpec
@@ -39,10 +46,14 @@ from .scheduler import ScheduledRuntime, Scheduler, SchedulerStats, create_sched
 __all__ = [
     "AbstractRuntimeError",
     "ConcurrentUpdateError",
+    "DefaultEffectPolicy",
     "Effect",
     "EffectOutcome",
+    "EffectPolicy",
     "EffectType",
     "InvalidWorkflowError",
+    "NoRetryPolicy",
+    "RetryPolicy",
     "RunLeasedError",
     "RunNotFoundError",
     "RunNotWaitingError",
@@ -64,6 +75,7 @@ __all__ = [
     "WaitState",
     "WorkflowRegistry",
     "WorkflowSpec",
+    "compute_idempotency_key",
     "create_scheduled_runtime",
     "verify_ledger_chain",
 ]

@@ -24,6 +24,10 @@ class EffectOutcome:
     result: Any = None
     wait: WaitState | None = None
     error: str | None = None
+    #: For a failure: whether another attempt may succeed (a timeout, a 5xx); the effect
+    #: policy decides how many attempts an effect gets. An exception a handler raises counts
+    #: as retryable; a ``failed`` outcome does not unless it says so.
+    retryable: bool = False
 
     @classmethod
     def completed(cls, result: Any = None) -> EffectOutcome:
@@ -34,8 +38,8 @@ class EffectOutcome:
         return cls(status="waiting", wait=wait)
 
     @classmethod
-    def failed(cls, error: str) -> EffectOutcome:
-        return cls(status="failed", error=error)
+    def failed(cls, error: str, *, retryable: bool = False) -> EffectOutcome:
+        return cls(status="failed", error=error, retryable=retryable)
 
 
 EffectHandler = Callable[[RunState, Effect, str | None], EffectOutcome | Awaitable[EffectOutcome]]

@@ -14,9 +14,10 @@ import hashlib
 import inspect
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import TracebackType
 from typing import Any
 
 from ..errors import (
@@ -43,6 +44,7 @@ from .models import (
     WaitReason,
     WaitState,
 )
+from .policy import DefaultEffectPolicy, EffectPolicy
 from .registry import WorkflowRegistry
 from .serde import decode, iso
 from .spec import WorkflowSpec
@@ -93,7 +95,7 @@ class Runtime:
         store: Store | None = None,
         effect_handlers: Mapping[EffectType, EffectHandler] | None = None,
         workflow_registry: WorkflowRegistry | Iterable[WorkflowSpec] | None = None,
-        effect_policy: Any = None,
+        effect_policy: EffectPolicy | None = None,
         config: RuntimeConfig | None = None,
         context: Any = None,
     ) -> None:
@@ -110,13 +112,24 @@ class Runtime:
             workflow_registry = WorkflowRegistry(workflow_registry or ())
         #: Workflows this runtime can find by id (subworkflows, runs claimed by a scheduler).
         self.workflow_registry = workflow_registry
-        self.effect_policy = effect_policy
+        if effect_policy is None:
+            effect_policy = DefaultEffectPolicy()
+        elif not isinstance(effect_policy, EffectPolicy):
+            raise TypeError(
+                f"effect_policy must have max_attempts, backoff_seconds and idempotency_key "
+                f"(e.g. RetryPolicy()), got {type(effect_policy).__name__}"
+            )
+        #: Attempts, backoff and idempotency keys of effects (default: one attempt each).
+        self.effect_policy: EffectPolicy = effect_policy
         self._handlers: dict[EffectType, EffectHandler] = builtin_handlers(self.config.clock)
         for effect_type, handler in (effect_handlers or {}).items():
             self._handlers[EffectType(effect_type)] = handler
         self._held: set[str] = set()
         self._heartbeat: asyncio.Task[None] | None = None
         self._due_listeners: list[Callable[[], None]] = []
+        #: Closed by ``aclose``: what a factory (``create_remote_runtime``...) made for this
+        #: runtime alone, such as its store or its HTTP client.
+        self.owned_resources: list[Callable[[], Awaitable[None]]] = []
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -331,12 +344,26 @@ class Runtime:
         return frozenset(self._held)
 
     async def aclose(self) -> None:
-        """Stop the lease heartbeat (leases still held are left to expire)."""
+        """Stop the lease heartbeat (leases still held are left to expire) and close what
+        this runtime owns (``owned_resources``, newest first)."""
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
             self._heartbeat = None
+        while self.owned_resources:
+            await self.owned_resources.pop()()
+
+    async def __aenter__(self) -> Runtime:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
     @staticmethod
     def _check_workflow(workflow: WorkflowSpec, state: RunState) -> None:
@@ -405,6 +432,15 @@ class Runtime:
                     ),
                     payload,
                 )
+            elif (retry := _retry_of(handle.state.waiting)) is not None:
+                # A retry's time came: run the node again as the next attempt, with no commit
+                # in between (the attempt count and key live in the committed wait).
+                state = handle.state
+                assert state.waiting is not None
+                state.current_node = state.waiting.resume_to_node
+                state.status, state.waiting = RunStatus.RUNNING, None
+                handle = await self._step(workflow, handle, retry)
+                steps += 1
             else:
                 handle = await self._continue_after_wait(workflow, handle, payload)
         return handle
@@ -493,7 +529,10 @@ class Runtime:
             state.current_node = target
         return await self._commit(handle, state, record)
 
-    async def _step(self, workflow: WorkflowSpec, handle: RunHandle) -> RunHandle:
+    async def _step(
+        self, workflow: WorkflowSpec, handle: RunHandle, retry: dict[str, Any] | None = None
+    ) -> RunHandle:
+        """Run the current node and perform its plan; ``retry`` continues a failed effect."""
         state = handle.state
         node_id = state.current_node or ""
         step_id = uuid.uuid4().hex
@@ -523,8 +562,11 @@ class Runtime:
         assert isinstance(plan, StepPlan)
 
         if plan.effect is not None:
-            error = await self._perform(handle, plan, record)
-            if error is not None:
+            failure = await self._perform(handle, plan, record, retry)
+            if failure is not None:
+                error, retryable = failure
+                if retryable:
+                    return await self._commit_attempt_failure(handle, plan.effect, record, error)
                 return await self._commit_failure(handle, record, error)
         elif plan.complete_output is not None:
             state.status = RunStatus.COMPLETED
@@ -535,16 +577,35 @@ class Runtime:
         state.updated_at = record.ended_at
         return await self._commit(handle, state, record)
 
-    async def _perform(self, handle: RunHandle, plan: StepPlan, record: StepRecord) -> str | None:
-        """Perform the plan's effect and apply its outcome to the state; returns an error."""
+    async def _perform(
+        self,
+        handle: RunHandle,
+        plan: StepPlan,
+        record: StepRecord,
+        retry: dict[str, Any] | None,
+    ) -> tuple[str, bool] | None:
+        """Perform the plan's effect and apply its outcome to the state.
+
+        Returns None, or the error and whether another attempt may succeed.
+        """
         state = handle.state
         effect = plan.effect
         assert effect is not None
         record.effect = effect.to_dict()
+        if retry is not None:  # the same effect again: same key, next attempt number
+            record.attempt = int(retry.get("attempt", 0)) + 1
+            record.idempotency_key = retry.get("idempotency_key")
+        if record.idempotency_key is None:
+            record.idempotency_key = self.effect_policy.idempotency_key(
+                run=state, node_id=record.node_id, effect=effect
+            )
         name = effect.type.value
         handler = self._handlers.get(effect.type)
         if handler is None and effect.type is not EffectType.START_SUBWORKFLOW:
-            return f"no handler for effect {name!r}; pass effect_handlers={{EffectType...: ...}}"
+            return (
+                f"no handler for effect {name!r}; pass effect_handlers={{EffectType...: ...}}",
+                False,
+            )
         try:
             if handler is None:
                 outcome = await self._start_subworkflow(handle, effect)
@@ -552,19 +613,20 @@ class Runtime:
                 outcome = await _maybe_await(handler(state, effect, plan.next_node))
         except (ConcurrentUpdateError, StoreError):
             raise
-        except Exception as exc:
-            return f"effect {name!r} of node {plan.node_id!r} raised {_describe(exc)}"
+        except Exception as exc:  # unexpected, so maybe transient: the policy may retry it
+            return f"effect {name!r} of node {plan.node_id!r} raised {_describe(exc)}", True
         if not isinstance(outcome, EffectOutcome):
             return (
                 f"effect handler for {name!r} returned {type(outcome).__name__}, "
-                "expected an EffectOutcome"
+                "expected an EffectOutcome",
+                False,
             )
         if outcome.status == "failed":
-            return f"effect {name!r} failed: {outcome.error}"
+            return f"effect {name!r} failed: {outcome.error}", outcome.retryable
         if outcome.status == "waiting":
             wait = outcome.wait
             if wait is None:
-                return f"effect {name!r} returned a waiting outcome without a WaitState"
+                return f"effect {name!r} returned a waiting outcome without a WaitState", False
             if wait.resume_to_node is None:
                 wait.resume_to_node = plan.next_node
             if wait.result_key is None:
@@ -595,6 +657,52 @@ class Runtime:
             return await self._store_step(handle, state, state_json, record)
         except SerializationError as exc:
             return await self._commit_failure(handle, record, f"node {record.node_id!r}: {exc}")
+
+    async def _commit_attempt_failure(
+        self, handle: RunHandle, effect: Effect, record: StepRecord, error: str
+    ) -> RunHandle:
+        """A retryable failure: record the attempt and, if the policy allows another, park the
+        run until the backoff is over (a persisted due time: nothing sleeps, a restart keeps
+        it); after the last attempt the run fails with the last error."""
+        max_attempts = self.effect_policy.max_attempts(effect)
+        if record.attempt >= max_attempts:
+            if max_attempts > 1:
+                error = f"{error} (attempt {record.attempt} of {max_attempts}, giving up)"
+            return await self._commit_failure(handle, record, error)
+        delay = self.effect_policy.backoff_seconds(effect=effect, attempt=record.attempt)
+        # Like a failed step, the attempt keeps nothing it changed; only the wait is new.
+        state = RunState.from_dict(decode(handle.state_json))
+        now = self.config.clock()
+        retry_at = now + timedelta(seconds=max(delay, 0.0))
+        node_id = record.node_id
+        state.status, state.current_node, state.updated_at = RunStatus.WAITING, node_id, now
+        state.waiting = WaitState(
+            reason=WaitReason.UNTIL,
+            until=retry_at,
+            wait_key=f"retry:{state.run_id}:{node_id}",
+            resume_to_node=node_id,
+            details={
+                _RETRY: {
+                    "attempt": record.attempt,
+                    "max_attempts": max_attempts,
+                    "idempotency_key": record.idempotency_key,
+                    "effect_type": effect.type.value,
+                    "error": error,
+                }
+            },
+        )
+        record.status = StepStatus.FAILED
+        record.error = error
+        record.result = {
+            "retry_at": iso(retry_at),
+            "attempt": record.attempt,
+            "max_attempts": max_attempts,
+        }
+        record.ended_at = now
+        try:
+            return await self._store_step(handle, state, encode_state(state), record)
+        except SerializationError:  # the effect itself cannot be stored: no use retrying it
+            return await self._commit_failure(handle, record, error)
 
     async def _commit_failure(self, handle: RunHandle, record: StepRecord, error: str) -> RunHandle:
         """A failed step is atomic: the run keeps its last committed state, marked failed."""
@@ -680,6 +788,18 @@ class Runtime:
                 details={"sub_run_id": child_id, "workflow_id": workflow_id},
             )
         )
+
+
+#: Key of ``WaitState.details`` that marks a wait as the backoff before an effect's next attempt.
+_RETRY = "retry"
+
+
+def _retry_of(waiting: WaitState | None) -> dict[str, Any] | None:
+    """The retry bookkeeping of a backoff wait (None for any other wait)."""
+    if waiting is None or waiting.reason is not WaitReason.UNTIL:
+        return None
+    retry = (waiting.details or {}).get(_RETRY)
+    return retry if isinstance(retry, dict) else None
 
 
 def _subworkflow_result(child: RunState) -> dict[str, Any] | str | None:
