@@ -121,6 +121,8 @@ async def test_retryable_failures_back_off_then_succeed(store: Any) -> None:
         run_id=run_id, node_id="call", effect=Effect(EffectType.LLM_CALL, {"prompt": "hi"})
     )
     assert [r["idempotency_key"] for r in ledger[:3]] == [key] * 3
+    assert await store.find_effect(run_id, key) == ledger[2]  # the completed attempt
+    assert await store.find_effect(run_id, "0" * 32) is None
 
 
 async def test_the_last_attempt_fails_the_run_with_the_last_error(store: Any) -> None:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from abstractruntime import create_scheduled_runtime
 from abstractruntime.core.serde import utc_now
 from abstractruntime.storage import SqlStore
-from abstractruntime.storage.sql.store import next_due_query
+from abstractruntime.storage.sql.store import find_effect_query, next_due_query
 from tests.acceptance.worker_app import TEN_STEPS
 
 WAITING = 100_000
@@ -117,3 +117,51 @@ async def test_poll_cycle_with_100k_waiting_runs_uses_the_due_index(db_url: str)
             tracemalloc.stop()
         assert grown < 512 * 1024, f"{grown} bytes kept over 20 poll cycles"
         await sr.stop()
+
+
+async def fill_ledger(store: SqlStore, runs: int, per_run: int) -> None:
+    """``runs`` runs with ``per_run`` completed ledger records each, every record its own key."""
+    if store.dialect == "postgresql":
+        series = "generate_series(0, :n - 1) AS g(x)"
+    else:
+        series = (
+            "(WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c WHERE x < :n - 1) "
+            "SELECT x FROM c)"
+        )
+    now = "CURRENT_TIMESTAMP"
+    json = "JSON" if store.dialect == "postgresql" else "TEXT"
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "INSERT INTO abstractruntime_runs (run_id, workflow_id, status, current_node, "
+                "created_at, updated_at, version, ledger_seq, state) "
+                f"SELECT 'r' || CAST(x AS TEXT), 'w', 'completed', NULL, {now}, {now}, 1, "
+                f":per_run, CAST('{{}}' AS {json}) FROM {series}"
+            ),
+            {"n": runs, "per_run": per_run},
+        )
+        await conn.execute(
+            sa.text(
+                "INSERT INTO abstractruntime_ledger (run_id, seq, step_id, node_id, status, "
+                "attempt, idempotency_key, prev_hash, record_hash, created_at, record) "
+                "SELECT 'r' || CAST(x / :per_run AS TEXT), x % :per_run, 's', 'n', 'completed', "
+                f"1, 'k' || CAST(x AS TEXT), NULL, 'h', {now}, "
+                f'CAST(\'{{"status": "completed", "result": \' || CAST(x AS TEXT) || \'}}\' '
+                f"AS {json}) FROM {series}"
+            ),
+            {"n": runs * per_run, "per_run": per_run},
+        )
+        await conn.execute(sa.text("ANALYZE"))
+
+
+@pytest.mark.slow
+async def test_a_completed_effect_is_found_through_the_idempotency_index(db_url: str) -> None:
+    async with SqlStore(db_url) as store:
+        await store.check()
+        await fill_ledger(store, runs=20, per_run=5_000)
+        found = await store.find_effect("r7", f"k{7 * 5_000 + 4_321}")
+        assert found == {"status": "completed", "result": 7 * 5_000 + 4_321}
+        assert await store.find_effect("r7", "k1") is None  # that key belongs to run r0
+        assert await store.find_effect("r0", "k1") == {"status": "completed", "result": 1}
+        text = "\n".join(await explain(store, find_effect_query("r7", "k12")))
+        assert "ix_abstractruntime_ledger_run_id_idempotency_key" in text, text

@@ -116,6 +116,11 @@ class Store(Protocol):
         """The run's ledger records, oldest first."""
         ...
 
+    async def find_effect(self, run_id: str, idempotency_key: str) -> dict[str, Any] | None:
+        """The newest ``completed`` ledger record of the run with this idempotency key (an
+        index lookup, never a ledger scan), or None."""
+        ...
+
     async def list_runs(
         self,
         *,

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..core.kernel import due_at
 from ..core.ledger import chain_records
-from ..core.models import RunState, RunStatus, StepRecord, WaitReason
+from ..core.models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
 from ..core.serde import canonical_json, decode
 from ..errors import ConcurrentUpdateError, RunLeasedError, RunNotFoundError
 from .base import RunHandle
@@ -245,6 +245,16 @@ class MemoryStore:
                 found.append(stored)
         found.sort(key=lambda s: s.state.updated_at, reverse=True)
         return [s.handle().state for s in found[:limit]]
+
+    async def find_effect(self, run_id: str, idempotency_key: str) -> dict[str, Any] | None:
+        for text in reversed(self.ledger_store._records.get(run_id, [])):
+            record: dict[str, Any] = decode(text)
+            if (
+                record.get("idempotency_key") == idempotency_key
+                and record.get("status") == StepStatus.COMPLETED.value
+            ):
+                return record
+        return None
 
     async def close(self) -> None:
         return None

@@ -28,7 +28,7 @@ from sqlalchemy.pool import StaticPool
 
 from ...core.kernel import due_at
 from ...core.ledger import chain_records
-from ...core.models import RunState, RunStatus, StepRecord, WaitReason
+from ...core.models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
 from ...core.serde import canonical_json, decode
 from ...errors import (
     ConcurrentUpdateError,
@@ -110,6 +110,21 @@ def due_runs_query(
         due = due.where(runs.c.workflow_id.in_(list(workflow_ids)))
     # SKIP LOCKED: concurrent workers take disjoint batches instead of queueing on row locks.
     return due.order_by(runs.c.due_at).limit(limit).with_for_update(skip_locked=True)
+
+
+def find_effect_query(run_id: str, idempotency_key: str) -> sa.Select[Any]:
+    """The newest completed record of ``run_id`` with ``idempotency_key``, by the ledger's
+    (run_id, idempotency_key) index."""
+    return (
+        sa.select(sa.cast(ledger.c.record, sa.Text))
+        .where(
+            ledger.c.run_id == run_id,
+            ledger.c.idempotency_key == idempotency_key,
+            ledger.c.status == StepStatus.COMPLETED.value,
+        )
+        .order_by(ledger.c.seq.desc())
+        .limit(1)
+    )
 
 
 def next_due_query(workflow_ids: Sequence[str] | None = None) -> sa.Select[Any]:
@@ -627,3 +642,10 @@ class SqlStore:
         async with self.engine.connect() as conn:
             texts = (await conn.execute(query)).scalars().all()
         return [RunState.from_dict(decode(text)) for text in texts]
+
+    async def find_effect(self, run_id: str, idempotency_key: str) -> dict[str, Any] | None:
+        await self._ensure_ready()
+        query = find_effect_query(run_id, idempotency_key)
+        async with self._reaching("cannot read"), self.engine.connect() as conn:
+            text = await conn.scalar(query)
+        return None if text is None else decode(text)
