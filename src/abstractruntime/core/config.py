@@ -27,15 +27,27 @@ class RuntimeConfig:
             worker's runs are taken over by others. Commits and the scheduler's heartbeat renew
             it, so a step may take longer than this while its worker lives.
         owner: the lease owner name of this runtime (default: host, pid and a random suffix).
+        max_batched_steps: pure transitions (a plan with only ``next_node``) are deterministic
+            functions of the committed state, so they are committed together with the step
+            after them (an effect, a wait, the end), up to this many at once; 1 commits every
+            step by itself. A crash loses only such steps, and they run again.
+        max_batch_s: and at most this old (by ``clock``): a chain of slow nodes still commits
+            regularly.
     """
 
     max_steps: int = 100
     clock: Callable[[], datetime] = field(default=utc_now)
     lease_s: float = 30.0
     owner: str = field(default_factory=default_owner)
+    max_batched_steps: int = 100
+    max_batch_s: float = 0.1
 
     def __post_init__(self) -> None:
         if self.lease_s <= 0:
             raise ValueError("lease_s must be positive")
         if self.max_steps < 1:
             raise ValueError("max_steps must be at least 1")
+        if self.max_batched_steps < 1:
+            raise ValueError("max_batched_steps must be at least 1 (1: commit every step)")
+        if self.max_batch_s < 0:
+            raise ValueError("max_batch_s cannot be negative")

@@ -402,6 +402,14 @@ class Runtime:
     async def _steps(
         self, workflow: WorkflowSpec, handle: RunHandle, max_steps: int | None
     ) -> RunHandle:
+        handle = await self._advance(workflow, handle, max_steps)
+        if handle.pending:  # the run stopped after pure transitions (max_steps): commit them
+            return await self._store(handle, handle.state, handle.state_json, [])
+        return handle
+
+    async def _advance(
+        self, workflow: WorkflowSpec, handle: RunHandle, max_steps: int | None
+    ) -> RunHandle:
         limit = self.config.max_steps if max_steps is None else max_steps
         steps = 0
         while steps < limit:
@@ -573,9 +581,33 @@ class Runtime:
             state.output = plan.complete_output
         else:
             state.current_node = plan.next_node
+            record.ended_at = state.updated_at = self.config.clock()
+            return await self._transition(handle, state, record)
         record.ended_at = self.config.clock()
         state.updated_at = record.ended_at
         return await self._commit(handle, state, record)
+
+    async def _transition(
+        self, handle: RunHandle, state: RunState, record: StepRecord
+    ) -> RunHandle:
+        """A pure transition: hold it for the next commit, unless the batch is full or old."""
+        try:
+            state_json = encode_state(state)
+        except SerializationError as exc:
+            return await self._commit_failure(handle, record, f"node {record.node_id!r}: {exc}")
+        pending = [*handle.pending, record]
+        age_s = (self.config.clock() - pending[0].started_at).total_seconds()
+        if len(pending) >= self.config.max_batched_steps or age_s >= self.config.max_batch_s:
+            return await self._store(handle, state, state_json, [record])
+        return RunHandle(
+            state,
+            handle.version,
+            handle.seq,
+            handle.head,
+            state_json,
+            handle.owner,
+            pending,
+        )
 
     async def _perform(
         self,
@@ -721,12 +753,23 @@ class Runtime:
     async def _store_step(
         self, handle: RunHandle, state: RunState, state_json: str, record: StepRecord
     ) -> RunHandle:
-        """Commit one step, keeping our lease while the run goes on running."""
+        return await self._store(handle, state, state_json, [record])
+
+    async def _store(
+        self, handle: RunHandle, state: RunState, state_json: str, records: list[StepRecord]
+    ) -> RunHandle:
+        """Commit the held pure transitions and ``records`` in one transaction, keeping our
+        lease while the run goes on running."""
         now = self.config.clock()
         lease_until = now + timedelta(seconds=self.config.lease_s) if handle.owner else None
         handle = self._track(
             await self.store.commit_step(
-                handle, state, state_json, [record], now=now, lease_until=lease_until
+                handle,
+                state,
+                state_json,
+                [*handle.pending, *records],
+                now=now,
+                lease_until=lease_until,
             )
         )
         if handle.owner is None and due_at(state, now) is not None:

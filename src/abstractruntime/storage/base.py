@@ -16,7 +16,7 @@ waiting for an event or done: never). ``claim_due`` takes due runs by an index o
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -37,6 +37,10 @@ class RunHandle:
     state_json: str
     #: The lease owner this handle was claimed for (None: loaded, not claimed).
     owner: str | None = None
+    #: Records of pure transitions the runtime ran since the last commit; they are committed
+    #: with the next step (``state``/``state_json`` already include them, ``version``, ``seq``
+    #: and ``head`` do not). Stores ignore it: the runtime passes them to ``commit_step``.
+    pending: list[StepRecord] = field(default_factory=list)
 
 
 @runtime_checkable
