@@ -38,6 +38,7 @@ from .errors import (
     RunNotWaitingError,
     SchemaOutOfDateError,
     SerializationError,
+    SizeLimitError,
     StoreError,
     WaitKeyMismatchError,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "SchedulerStats",
     "SchemaOutOfDateError",
     "SerializationError",
+    "SizeLimitError",
     "StepPlan",
     "StepRecord",
     "StepStatus",

@@ -7,6 +7,7 @@
     ├── ConcurrentUpdateError             another runtime committed a step of this run first
     ├── RunLeasedError                    another worker holds the run's lease right now
     ├── SerializationError (ValueError)   a value cannot be stored as JSON (names the key)
+    │   └── SizeLimitError                a state or payload over a RuntimeConfig size limit
     ├── InvalidWorkflowError (ValueError) a WorkflowSpec that cannot run (unknown entry node ...)
     ├── SchemaOutOfDateError              the database is behind (or ahead of) the migrations
     └── StoreError                        the storage backend failed (unreachable database ...)
@@ -77,6 +78,24 @@ class SerializationError(AbstractRuntimeError, ValueError):
         super().__init__(f"{path} cannot be stored as JSON: {reason}")
         self.path = path
         self.reason = reason
+
+
+class SizeLimitError(SerializationError):
+    """A run state or payload is larger than the ``RuntimeConfig`` limit it names."""
+
+    def __init__(self, what: str, size: int, limit_name: str, limit: int) -> None:
+        super().__init__(
+            what,
+            f"it is {_human(size)}, over RuntimeConfig.{limit_name} = {_human(limit)}; keep "
+            "large data in artifacts (store.artifacts.put) and pass references",
+        )
+        self.size = size
+        self.limit_name = limit_name
+        self.limit = limit
+
+
+def _human(size: int) -> str:
+    return f"{size} bytes" if size < 10_000 else f"{size / 1_048_576:.1f} MiB"
 
 
 class InvalidWorkflowError(AbstractRuntimeError, ValueError):

@@ -33,6 +33,10 @@ class RuntimeConfig:
             step by itself. A crash loses only such steps, and they run again.
         max_batch_s: and at most this old (by ``clock``): a chain of slow nodes still commits
             regularly.
+        max_state_bytes: the largest run state (its JSON, vars included): a step that would
+            store a larger one fails, naming this limit; ``start`` refuses such vars.
+        max_payload_bytes: the largest effect payload, effect result or resume payload (JSON):
+            an effect over it fails its step; ``resume`` refuses such a payload.
     """
 
     max_steps: int = 100
@@ -41,6 +45,8 @@ class RuntimeConfig:
     owner: str = field(default_factory=default_owner)
     max_batched_steps: int = 100
     max_batch_s: float = 0.1
+    max_state_bytes: int = 16 * 1024 * 1024
+    max_payload_bytes: int = 8 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if self.lease_s <= 0:
@@ -51,3 +57,5 @@ class RuntimeConfig:
             raise ValueError("max_batched_steps must be at least 1 (1: commit every step)")
         if self.max_batch_s < 0:
             raise ValueError("max_batch_s cannot be negative")
+        if self.max_state_bytes < 1024 or self.max_payload_bytes < 1024:
+            raise ValueError("max_state_bytes and max_payload_bytes must be at least 1024")

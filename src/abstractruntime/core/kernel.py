@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from ..errors import SizeLimitError
 from .models import RunState, RunStatus, StepPlan, WaitReason
 from .serde import encode
 from .spec import WorkflowSpec
@@ -43,15 +44,27 @@ def check_plan(workflow: WorkflowSpec, node_id: str, plan: Any) -> str | None:
     return None
 
 
-def encode_state(state: RunState) -> str:
-    """The state's canonical JSON; a ``SerializationError`` names the bad key (``vars['x']``)."""
+def encode_state(state: RunState, max_bytes: int | None = None) -> str:
+    """The state's canonical JSON; a ``SerializationError`` names the bad key (``vars['x']``),
+    a ``SizeLimitError`` a state over ``max_bytes`` (``RuntimeConfig.max_state_bytes``)."""
     data = state.to_dict()
     try:
-        return encode(data, root="state")
+        text = encode(data, root="state")
     except Exception:
         for name, value in data.items():  # report the field itself, not "state['vars']"
             encode(value, root=name)
         raise
+    check_size(text, f"the state of run {state.run_id!r}", "max_state_bytes", max_bytes)
+    return text
+
+
+def check_size(text: str, what: str, limit_name: str, limit: int | None) -> None:
+    """Raise ``SizeLimitError`` when ``text`` takes more than ``limit`` bytes as UTF-8."""
+    if limit is None or len(text) * 4 <= limit:  # cheap: 4 bytes per character at most
+        return
+    size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        raise SizeLimitError(what, size, limit_name, limit)
 
 
 def fail(state: RunState, error: str) -> None:

@@ -32,7 +32,7 @@ from ..errors import (
 from ..storage.base import RunHandle, Store
 from .config import RuntimeConfig
 from .effects import EffectHandler, EffectOutcome, builtin_handlers
-from .kernel import check_plan, due_at, encode_state, fail, set_dotted
+from .kernel import check_plan, check_size, due_at, encode_state, fail, set_dotted
 from .models import (
     Effect,
     EffectType,
@@ -46,7 +46,7 @@ from .models import (
 )
 from .policy import DefaultEffectPolicy, EffectPolicy
 from .registry import WorkflowRegistry
-from .serde import decode, iso
+from .serde import decode, encode, iso
 from .spec import WorkflowSpec
 
 
@@ -149,7 +149,7 @@ class Runtime:
         at once; ``tick`` drives it in this process instead.
         """
         state = self._new_state(workflow, vars, actor_id, session_id, parent_run_id, run_id)
-        await self.store.create_run(state, encode_state(state))
+        await self.store.create_run(state, self._encode(state))
         self._announce_due()
         return state.run_id
 
@@ -182,6 +182,7 @@ class Runtime:
             payload = {}
         if not isinstance(payload, Mapping):
             raise TypeError(f"resume payload must be a dict, got {type(payload).__name__}")
+        self._check_payload(dict(payload), "resume payload")  # before anything changes
         handle = await self._claim(run_id)
         try:
             self._check_workflow(workflow, handle.state)
@@ -214,7 +215,7 @@ class Runtime:
         # Created already claimed by us, so no worker can snatch it between start and tick.
         handle = self._track(
             await self.store.create_run(
-                state, encode_state(state), lease=(self.config.owner, self._lease_until())
+                state, self._encode(state), lease=(self.config.owner, self._lease_until())
             )
         )
         return state.run_id, (await self._drive(workflow, handle, max_steps)).state
@@ -240,7 +241,7 @@ class Runtime:
             state.updated_at = now
             try:
                 handle = await self.store.commit_step(
-                    handle, state, encode_state(state), [record], now=now
+                    handle, state, self._encode(state), [record], now=now
                 )
             except ConcurrentUpdateError:
                 continue  # a step landed meanwhile: cancel the newer state
@@ -281,6 +282,14 @@ class Runtime:
             session_id=session_id,
             parent_run_id=parent_run_id,
         )
+
+    def _encode(self, state: RunState) -> str:
+        return encode_state(state, self.config.max_state_bytes)
+
+    def _check_payload(self, value: Any, what: str) -> None:
+        """A ``SizeLimitError`` when ``value`` is over ``max_payload_bytes`` as JSON."""
+        text = encode(value, root=what)
+        check_size(text, what, "max_payload_bytes", self.config.max_payload_bytes)
 
     def _lease_until(self) -> datetime:
         return self.config.clock() + timedelta(seconds=self.config.lease_s)
@@ -592,7 +601,7 @@ class Runtime:
     ) -> RunHandle:
         """A pure transition: hold it for the next commit, unless the batch is full or old."""
         try:
-            state_json = encode_state(state)
+            state_json = self._encode(state)
         except SerializationError as exc:
             return await self._commit_failure(handle, record, f"node {record.node_id!r}: {exc}")
         pending = [*handle.pending, record]
@@ -632,6 +641,10 @@ class Runtime:
                 run=state, node_id=record.node_id, effect=effect
             )
         name = effect.type.value
+        try:  # an effect that could not be recorded is not performed at all
+            self._check_payload(effect.payload, f"the payload of effect {name!r}")
+        except SerializationError as exc:
+            return f"node {record.node_id!r}: {exc}", False
         handler = self._handlers.get(effect.type)
         if handler is None and effect.type is not EffectType.START_SUBWORKFLOW:
             return (
@@ -668,6 +681,10 @@ class Runtime:
             state.status = RunStatus.WAITING
             state.waiting = wait
             return None
+        try:
+            self._check_payload(outcome.result, f"the result of effect {name!r}")
+        except SerializationError as exc:
+            return f"node {record.node_id!r}: {exc}", False
         record.result = outcome.result
         if effect.result_key:
             set_dotted(state.vars, effect.result_key, outcome.result)
@@ -685,7 +702,7 @@ class Runtime:
     async def _commit(self, handle: RunHandle, state: RunState, record: StepRecord) -> RunHandle:
         """Commit the step; a state or record that cannot be stored fails the step instead."""
         try:
-            state_json = encode_state(state)
+            state_json = self._encode(state)
             return await self._store_step(handle, state, state_json, record)
         except SerializationError as exc:
             return await self._commit_failure(handle, record, f"node {record.node_id!r}: {exc}")
@@ -732,7 +749,7 @@ class Runtime:
         }
         record.ended_at = now
         try:
-            return await self._store_step(handle, state, encode_state(state), record)
+            return await self._store_step(handle, state, self._encode(state), record)
         except SerializationError:  # the effect itself cannot be stored: no use retrying it
             return await self._commit_failure(handle, record, error)
 
@@ -745,10 +762,10 @@ class Runtime:
         record.result = None
         record.ended_at = state.updated_at = self.config.clock()
         try:
-            return await self._store_step(handle, state, encode_state(state), record)
+            return await self._store_step(handle, state, self._encode(state), record)
         except SerializationError:
             record.effect = None  # the effect payload itself cannot be stored
-            return await self._store_step(handle, state, encode_state(state), record)
+            return await self._store_step(handle, state, self._encode(state), record)
 
     async def _store_step(
         self, handle: RunHandle, state: RunState, state_json: str, record: StepRecord
@@ -806,7 +823,7 @@ class Runtime:
         lease = None if run_async else (self.config.owner, self._lease_until())
         try:
             child_handle = self._track(
-                await self.store.create_run(child, encode_state(child), lease=lease)
+                await self.store.create_run(child, self._encode(child), lease=lease)
             )
         except ValueError:  # this step ran before and died before committing: same child
             if run_async:
