@@ -8,7 +8,16 @@ import abstractruntime
 
 def test_all_lists_exactly_the_public_names() -> None:
     public = {name for name in dir(abstractruntime) if not name.startswith("_")}
-    modules = {"core", "errors", "storage", "cli", "demo", "annotations", "scheduler"}
+    modules = {
+        "core",
+        "errors",
+        "storage",
+        "cli",
+        "demo",
+        "annotations",
+        "scheduler",
+        "integrations",
+    }
     assert set(abstractruntime.__all__) == public - modules
     assert abstractruntime.__all__ == sorted(abstractruntime.__all__)
 

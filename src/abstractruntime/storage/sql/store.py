@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any
 
 import anyio.to_thread
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection
@@ -39,6 +40,7 @@ from ...errors import (
 )
 from ..base import RunHandle
 from . import migrate
+from .postgres import NOTIFY_CHANNEL, PostgresHotPath
 from .schema import RawJSON, UTCDateTime, ledger, runs
 from .urls import mask_url, parse_url
 
@@ -73,9 +75,6 @@ def _switch_to_wal(cursor: Any) -> None:
 def _json_serializer(value: Any) -> str:
     return value if isinstance(value, RawJSON) else canonical_json(value)
 
-
-#: Channel of the NOTIFY sent when a run becomes due; idle Postgres workers LISTEN on it.
-NOTIFY_CHANNEL = "abstractruntime_due"
 
 _HANDLE_COLUMNS = (
     sa.cast(runs.c.state, sa.Text).label("state_json"),
@@ -181,6 +180,8 @@ class SqlStore:
             self._install_sqlite_hooks()
         self._ready = False
         self._ready_lock = asyncio.Lock()
+        #: Postgres: the per-step statements on raw asyncpg (see ``postgres.py``).
+        self._pg = PostgresHotPath(self.url) if self.dialect == "postgresql" else None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -201,6 +202,8 @@ class SqlStore:
         await self.close()
 
     async def close(self) -> None:
+        if self._pg is not None:
+            await self._pg.close()
         await self.engine.dispose()
 
     def _install_sqlite_hooks(self) -> None:
@@ -515,17 +518,31 @@ class SqlStore:
         due = lease_until if keep else due_at(state, now)
         values = _run_columns(state, state_json)
         values.update(
-            version=runs.c.version + 1,
             ledger_seq=handle.seq + len(rows),
             ledger_head=head,
             lease_owner=handle.owner if keep else None,
             lease_expires_at=lease_until if keep else None,
             due_at=due,
         )
+        notify = not keep and due is not None  # runnable now, or a timer to plan for
+        parent = state.parent_run_id if state.status.is_terminal else None
+        committed = RunHandle(
+            state,
+            handle.version + 1,
+            handle.seq + len(rows),
+            head,
+            state_json,
+            handle.owner if keep else None,
+        )
+        if self._pg is not None:
+            await self._pg_commit_step(
+                handle, values, rows, notify, (parent, now) if parent else None
+            )
+            return committed
         update = (
             runs.update()
             .where(runs.c.run_id == run_id, runs.c.version == handle.version)
-            .values(values)
+            .values({**values, "version": runs.c.version + 1})
         )
         try:
             async with self._write() as conn:
@@ -539,23 +556,41 @@ class SqlStore:
                     raise ConcurrentUpdateError(run_id, handle.version)
                 if rows:
                     await conn.execute(ledger.insert(), rows)
-                if not keep and due is not None:  # runnable now, or a timer to plan for
+                if notify:
                     await self._notify(conn, run_id)
-                if state.status.is_terminal and state.parent_run_id:
-                    await self._mark_parent_due(conn, state.parent_run_id, now)
+                if parent:
+                    await self._mark_parent_due(conn, parent, now)
         except IntegrityError as exc:  # a (run_id, seq) clash: someone else appended first
             raise ConcurrentUpdateError(run_id, handle.version) from exc
         except (OSError, DBAPIError) as exc:
             reason = getattr(exc, "orig", None) or exc
             raise StoreError(f"could not commit a step of run {run_id!r}: {reason}") from exc
-        return RunHandle(
-            state,
-            handle.version + 1,
-            handle.seq + len(rows),
-            head,
-            state_json,
-            handle.owner if keep else None,
-        )
+        return committed
+
+    async def _pg_commit_step(
+        self,
+        handle: RunHandle,
+        values: dict[str, Any],
+        rows: list[dict[str, Any]],
+        notify: bool,
+        parent_due: tuple[str, datetime] | None,
+    ) -> None:
+        """The Postgres hot path: the whole step is one statement (see ``postgres.py``)."""
+        assert self._pg is not None
+        run_id = handle.state.run_id
+        try:
+            if await self._pg.commit_step(
+                run_id, handle.version, values, rows, notify=notify, parent_due=parent_due
+            ):
+                return
+            exists = await self._pg.run_exists(run_id)
+        except asyncpg.UniqueViolationError as exc:  # someone else appended at our seq
+            raise ConcurrentUpdateError(run_id, handle.version) from exc
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"could not commit a step of run {run_id!r}: {exc}") from exc
+        if not exists:
+            raise RunNotFoundError(run_id)
+        raise ConcurrentUpdateError(run_id, handle.version)
 
     async def _mark_parent_due(
         self, conn: AsyncConnection, parent_run_id: str, now: datetime
