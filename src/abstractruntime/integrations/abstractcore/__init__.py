@@ -1,0 +1,54 @@
+"""The AbstractCore integration: LLM calls and tool calls as durable effects.
+
+Importing this package does not import ``abstractcore`` (an optional extra,
+``pip install 'abstractruntime[abstractcore]'``): only the in-process client and the
+AbstractCore tool executor need it, and say so when it is missing. The HTTP client talks to any
+OpenAI-compatible chat-completions server.
+
+Also here: ``agent`` (a ReAct agent workflow) and ``scripted_server`` (a scripted
+OpenAI-compatible server for tests and demos).
+"""
+
+from __future__ import annotations
+
+from .effect_handlers import build_effect_handlers, make_llm_call_handler, make_tool_calls_handler
+from .errors import (
+    AbstractCoreNotInstalledError,
+    InvalidToolCallsError,
+    LLMCallError,
+    LLMConnectionError,
+    LLMHTTPError,
+    LLMResponseError,
+    LLMTimeoutError,
+)
+from .factory import create_hybrid_runtime, create_local_runtime, create_remote_runtime
+from .llm_client import LLMClient, LocalAbstractCoreLLMClient, RemoteAbstractCoreLLMClient
+from .tool_executor import (
+    AbstractCoreToolExecutor,
+    MappingToolExecutor,
+    PassthroughToolExecutor,
+    ToolExecutor,
+)
+
+__all__ = [
+    "AbstractCoreNotInstalledError",
+    "AbstractCoreToolExecutor",
+    "InvalidToolCallsError",
+    "LLMCallError",
+    "LLMClient",
+    "LLMConnectionError",
+    "LLMHTTPError",
+    "LLMResponseError",
+    "LLMTimeoutError",
+    "LocalAbstractCoreLLMClient",
+    "MappingToolExecutor",
+    "PassthroughToolExecutor",
+    "RemoteAbstractCoreLLMClient",
+    "ToolExecutor",
+    "build_effect_handlers",
+    "create_hybrid_runtime",
+    "create_local_runtime",
+    "create_remote_runtime",
+    "make_llm_call_handler",
+    "make_tool_calls_handler",
+]
