@@ -12,11 +12,12 @@ import asyncio
 import contextlib
 import logging
 import random
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio.to_thread
 import asyncpg
@@ -39,12 +40,15 @@ from ...errors import (
     StoreError,
 )
 from ..base import RunHandle
-from . import migrate
+from . import migrate, sqlite
 from .postgres import NOTIFY_CHANNEL, PostgresHotPath
 from .schema import RawJSON, UTCDateTime, ledger, runs
+from .sqlite import SqliteWriter
 from .urls import mask_url, parse_url
 
 logger = logging.getLogger("abstractruntime.storage")
+
+T = TypeVar("T")
 
 #: ``PRAGMA application_id`` of SQLite files this store created (ASCII "ARt1"): such a file is
 #: the embedded default and is upgraded automatically when a newer version needs it.
@@ -82,6 +86,11 @@ _HANDLE_COLUMNS = (
     runs.c.ledger_seq,
     runs.c.ledger_head,
 )
+
+
+def _handle_of(row: sqlite.HandleRow, owner: str | None) -> RunHandle:
+    state_json, version, seq, head = row
+    return RunHandle(RunState.from_dict(decode(state_json)), version, seq, head, state_json, owner)
 
 
 def _handle(row: Any, owner: str | None = None) -> RunHandle:
@@ -182,6 +191,12 @@ class SqlStore:
         self._ready_lock = asyncio.Lock()
         #: Postgres: the per-step statements on raw asyncpg (see ``postgres.py``).
         self._pg = PostgresHotPath(self.url) if self.dialect == "postgresql" else None
+        #: SQLite files: every hot-path write on one writer thread, group-committed.
+        self._sqlite = (
+            SqliteWriter(str(self.url.database), busy_timeout_ms=_SQLITE_BUSY_TIMEOUT_MS)
+            if self.dialect == "sqlite" and not self._memory
+            else None
+        )
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -202,6 +217,8 @@ class SqlStore:
         await self.close()
 
     async def close(self) -> None:
+        if self._sqlite is not None:
+            await self._sqlite.close()
         if self._pg is not None:
             await self._pg.close()
         await self.engine.dispose()
@@ -399,6 +416,17 @@ class SqlStore:
             lease_expires_at=until,
             due_at=due,
         )
+        if self._sqlite is not None:
+            try:
+                await self._sqlite_write(
+                    "cannot create a run in",
+                    sqlite.create_run(values, state.run_id, state.created_at),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise ValueError(f"run {state.run_id!r} already exists") from exc
+            return RunHandle(
+                state=state, version=0, seq=0, head=None, state_json=state_json, owner=owner
+            )
         try:
             async with self._reaching("cannot create a run in"), self._write() as conn:
                 await conn.execute(runs.insert().values(values))
@@ -435,6 +463,15 @@ class SqlStore:
         self, run_id: str, owner: str, now: datetime, lease_until: datetime
     ) -> RunHandle:
         await self._ensure_ready()
+        if self._sqlite is not None:
+            got = await self._sqlite_write(
+                "cannot claim a run in", sqlite.claim_run(run_id, owner, now, lease_until)
+            )
+            if got is None:
+                raise RunNotFoundError(run_id)
+            if got[0] is None:
+                raise RunLeasedError(run_id, got[1], got[2])
+            return _handle_of(got, owner)
         claim = self._claim(owner, lease_until).where(runs.c.run_id == run_id, _unleased(now))
         async with self._reaching("cannot claim a run in"), self._write() as conn:
             row = (await conn.execute(claim)).one_or_none()
@@ -472,6 +509,12 @@ class SqlStore:
         workflow_ids: Sequence[str] | None = None,
     ) -> list[RunHandle]:
         await self._ensure_ready()
+        if self._sqlite is not None:
+            got = await self._sqlite_write(
+                "cannot claim runs in",
+                sqlite.claim_due(owner, now, lease_until, limit, workflow_ids),
+            )
+            return [_handle_of(row, owner) for row in got]
         claim = self._claim_due_statement(owner, now, lease_until, limit, workflow_ids)
         async with self._reaching("cannot claim runs in"), self._write() as conn:
             rows = (await conn.execute(claim)).all()
@@ -534,9 +577,20 @@ class SqlStore:
             state_json,
             handle.owner if keep else None,
         )
+        parent_due = (parent, now) if parent else None
         if self._pg is not None:
-            await self._pg_commit_step(
-                handle, values, rows, notify, (parent, now) if parent else None
+            await self._pg_commit_step(handle, values, rows, notify, parent_due)
+            return committed
+        if self._sqlite is not None:
+
+            def conflict(exists: bool) -> Exception:
+                if exists:
+                    return ConcurrentUpdateError(run_id, handle.version)
+                return RunNotFoundError(run_id)
+
+            await self._sqlite_write(
+                f"could not commit a step of run {run_id!r} to",
+                sqlite.commit_step(run_id, handle.version, values, rows, parent_due, conflict),
             )
             return committed
         update = (
@@ -566,6 +620,17 @@ class SqlStore:
             reason = getattr(exc, "orig", None) or exc
             raise StoreError(f"could not commit a step of run {run_id!r}: {reason}") from exc
         return committed
+
+    async def _sqlite_write(self, what: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on the writer thread; a failure of SQLite itself is a ``StoreError``
+        (an ``IntegrityError`` is left to the caller, who knows what it means)."""
+        assert self._sqlite is not None
+        try:
+            return await self._sqlite.run(fn)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"{what} {self._masked}: {exc}") from exc
 
     async def _pg_commit_step(
         self,
@@ -612,6 +677,12 @@ class SqlStore:
     async def release(self, handle: RunHandle, *, now: datetime) -> None:
         await self._ensure_ready()
         due = due_at(handle.state, now)
+        if self._sqlite is not None:
+            await self._sqlite_write(
+                "cannot release a run in",
+                sqlite.release(handle.state.run_id, handle.owner, handle.version, due),
+            )
+            return
         # If the run changed since we claimed it (a child marked it due), keep its due_at.
         new_due = sa.case((runs.c.version == handle.version, due), else_=runs.c.due_at)
         stmt = (
@@ -628,6 +699,11 @@ class SqlStore:
         if not run_ids:
             return
         await self._ensure_ready()
+        if self._sqlite is not None:
+            await self._sqlite_write(
+                "cannot renew leases in", sqlite.renew(owner, run_ids, lease_until)
+            )
+            return
         stmt = (
             runs.update()
             .where(runs.c.run_id.in_(list(run_ids)), runs.c.lease_owner == owner)
