@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from abstractruntime import create_scheduled_runtime
 from abstractruntime.core.serde import utc_now
 from abstractruntime.storage import SqlStore
-from abstractruntime.storage.sql import sqlite
+from abstractruntime.storage.sql import postgres, sqlite
 from abstractruntime.storage.sql.store import find_effect_query, next_due_query
 from tests.acceptance.worker_app import TEN_STEPS
 
@@ -68,25 +68,27 @@ def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
 async def explain(store: SqlStore, statement: Any) -> list[str]:
     """The plan as lines: Postgres node types with their index/relation; SQLite's details.
 
-    ``statement``: a SQLAlchemy statement, or SQLite SQL text whose ``?`` are all bound to
-    one timestamp-like string (the plan does not depend on the values)."""
-    if isinstance(statement, str):
-        params = tuple("2026-01-01 00:00:00.000000" for _ in range(statement.count("?")))
-        async with store.engine.connect() as conn:
-            rows = (await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params)).all()
-        return [row[-1] for row in rows]
-    sql = str(
-        statement.compile(dialect=store.engine.dialect, compile_kwargs={"literal_binds": True})
-    )
+    ``statement``: a SQLAlchemy statement, Postgres SQL text with its arguments as a tuple
+    ``(sql, args)``, or SQLite SQL text whose ``?`` are all bound to one timestamp-like string
+    (the plan does not depend on the values)."""
+    if isinstance(statement, tuple):
+        sql, args = statement
+    elif isinstance(statement, str):
+        sql = statement
+        args = tuple("2026-01-01 00:00:00.000000" for _ in range(statement.count("?")))
+    else:
+        dialect = store.engine.dialect
+        sql = str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+        args = ()
     async with store.engine.connect() as conn:
         if store.dialect == "postgresql":
-            raw = (await conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {sql}")).scalar()
+            raw = (await conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {sql}", args)).scalar()
             doc = raw if isinstance(raw, list) else json.loads(raw)
             return [
                 f"{n['Node Type']} {n.get('Index Name', '')} {n.get('Relation Name', '')}"
                 for n in plan_nodes(doc[0]["Plan"])
             ]
-        rows = (await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")).all()
+        rows = (await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", args)).all()
         return [row[-1] for row in rows]
 
 
@@ -101,6 +103,10 @@ async def test_poll_cycle_with_100k_waiting_runs_uses_the_due_index(db_url: str)
         if store.dialect == "sqlite":  # the claims that SQLite's writer thread really runs
             statements[0] = sqlite.claim_due_sql(None)
             statements.append(sqlite.claim_due_sql(1))
+        else:  # the claims that the asyncpg hot path really runs
+            args = ("me", now + timedelta(seconds=30), now, 100)
+            statements[0] = (postgres.claim_due_sql(False), args)
+            statements.append((postgres.claim_due_sql(True), (*args, ["ten_steps"])))
         for statement in statements:
             lines = await explain(store, statement)
             text = "\n".join(lines)

@@ -134,6 +134,67 @@ class PostgresHotPath:
         )
         return bool(updated)
 
+    async def create_run(
+        self, run_id: str, created_at: datetime, run: dict[str, Any], *, notify: bool
+    ) -> None:
+        pool = await self._get_pool()
+        await pool.execute(
+            INSERT_RUN,
+            run_id,
+            run["workflow_id"],
+            run["status"],
+            run["current_node"],
+            run["wait_reason"],
+            run["wait_key"],
+            run["wait_until"],
+            run["parent_run_id"],
+            run["actor_id"],
+            run["session_id"],
+            created_at,
+            run["updated_at"],
+            run["lease_owner"],
+            run["lease_expires_at"],
+            run["state"],
+            run["due_at"],
+            NOTIFY_CHANNEL,
+            notify,
+        )
+
+    async def claim_run(
+        self, run_id: str, owner: str, now: datetime, lease_until: datetime
+    ) -> asyncpg.Record | tuple[str | None, datetime | None] | None:
+        """The claimed run's handle row; else its live lease ``(owner, until)``; else None."""
+        pool = await self._get_pool()
+        row = await pool.fetchrow(CLAIM_RUN, run_id, owner, lease_until, now)
+        if row is not None:
+            return row
+        lease = await pool.fetchrow(LEASE_OF, run_id)
+        return None if lease is None else (lease[0], lease[1])
+
+    async def claim_due(
+        self,
+        owner: str,
+        now: datetime,
+        lease_until: datetime,
+        limit: int,
+        workflow_ids: Sequence[str] | None,
+    ) -> list[asyncpg.Record]:
+        pool = await self._get_pool()
+        args: list[Any] = [owner, lease_until, now, limit]
+        if workflow_ids is not None:
+            args.append(list(workflow_ids))
+        return list(await pool.fetch(claim_due_sql(workflow_ids is not None), *args))
+
+    async def release(
+        self, run_id: str, owner: str | None, version: int, due: datetime | None
+    ) -> None:
+        pool = await self._get_pool()
+        await pool.execute(RELEASE, run_id, owner, version, due, NOTIFY_CHANNEL)
+
+    async def renew(self, owner: str, run_ids: Sequence[str], lease_until: datetime) -> None:
+        pool = await self._get_pool()
+        await pool.execute(RENEW, owner, list(run_ids), lease_until)
+
     async def run_exists(self, run_id: str) -> bool:
         pool = await self._get_pool()
         found = await pool.fetchval("SELECT 1 FROM abstractruntime_runs WHERE run_id = $1", run_id)
@@ -143,3 +204,57 @@ class PostgresHotPath:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
+
+
+_HANDLE = "state::text AS state_json, version, ledger_seq, ledger_head"
+
+
+def _claim(owner: str, until: str, now: str) -> str:
+    """The start of a claim, its parameters numbered as given, and the lease test."""
+    return (
+        f"UPDATE abstractruntime_runs SET lease_owner = {owner}, lease_expires_at = {until}, "
+        f"due_at = {until}, version = version + 1 WHERE "
+        f"(lease_expires_at IS NULL OR lease_expires_at <= {now}) AND "
+    )
+
+
+INSERT_RUN = """
+WITH ins AS (
+    INSERT INTO abstractruntime_runs (run_id, workflow_id, status, current_node, wait_reason,
+        wait_key, wait_until, parent_run_id, actor_id, session_id, created_at, updated_at,
+        version, ledger_seq, ledger_head, lease_owner, lease_expires_at, state, due_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, 0, NULL, $13, $14, $15::json,
+        $16)
+    RETURNING run_id
+)
+SELECT pg_notify($17, run_id) FROM ins WHERE $18::boolean
+"""
+CLAIM_RUN = f"{_claim('$2', '$3', '$4')}run_id = $1 RETURNING {_HANDLE}"
+LEASE_OF = "SELECT lease_owner, lease_expires_at FROM abstractruntime_runs WHERE run_id = $1"
+
+
+def claim_due_sql(filtered: bool) -> str:
+    """Claim up to ``$4`` due, unclaimed runs (oldest due first) by the ``due_at`` index;
+    SKIP LOCKED: concurrent workers take disjoint batches instead of queueing on row locks.
+    Parameters: owner, lease until, now, limit (and the workflow ids when ``filtered``)."""
+    only = " AND workflow_id = ANY($5::text[])" if filtered else ""
+    return (
+        f"{_claim('$1', '$2', '$3')}run_id IN (SELECT run_id FROM abstractruntime_runs "
+        f"WHERE due_at <= $3 AND (lease_expires_at IS NULL OR lease_expires_at <= $3){only} "
+        f"ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING {_HANDLE}"
+    )
+
+
+RELEASE = """
+WITH rel AS (
+    UPDATE abstractruntime_runs SET lease_owner = NULL, lease_expires_at = NULL,
+        due_at = CASE WHEN version = $3 THEN $4 ELSE due_at END
+    WHERE run_id = $1 AND lease_owner = $2
+    RETURNING run_id
+)
+SELECT pg_notify($5, run_id) FROM rel WHERE $4::timestamptz IS NOT NULL
+"""
+RENEW = (
+    "UPDATE abstractruntime_runs SET lease_expires_at = $3, due_at = $3 "
+    "WHERE lease_owner = $1 AND run_id = ANY($2::text[])"
+)

@@ -416,6 +416,20 @@ class SqlStore:
             lease_expires_at=until,
             due_at=due,
         )
+        if self._pg is not None:
+            try:
+                async with self._pg_reaching("cannot create a run in"):
+                    await self._pg.create_run(
+                        state.run_id,
+                        state.created_at,
+                        values,
+                        notify=lease is None and due is not None,
+                    )
+            except asyncpg.UniqueViolationError as exc:
+                raise ValueError(f"run {state.run_id!r} already exists") from exc
+            return RunHandle(
+                state=state, version=0, seq=0, head=None, state_json=state_json, owner=owner
+            )
         if self._sqlite is not None:
             try:
                 await self._sqlite_write(
@@ -463,6 +477,14 @@ class SqlStore:
         self, run_id: str, owner: str, now: datetime, lease_until: datetime
     ) -> RunHandle:
         await self._ensure_ready()
+        if self._pg is not None:
+            async with self._pg_reaching("cannot claim a run in"):
+                claimed = await self._pg.claim_run(run_id, owner, now, lease_until)
+            if claimed is None:
+                raise RunNotFoundError(run_id)
+            if isinstance(claimed, tuple):
+                raise RunLeasedError(run_id, claimed[0], claimed[1])
+            return _handle_of(tuple(claimed), owner)
         if self._sqlite is not None:
             got = await self._sqlite_write(
                 "cannot claim a run in", sqlite.claim_run(run_id, owner, now, lease_until)
@@ -509,6 +531,10 @@ class SqlStore:
         workflow_ids: Sequence[str] | None = None,
     ) -> list[RunHandle]:
         await self._ensure_ready()
+        if self._pg is not None:
+            async with self._pg_reaching("cannot claim runs in"):
+                rows = await self._pg.claim_due(owner, now, lease_until, limit, workflow_ids)
+            return [_handle_of(tuple(row), owner) for row in rows]
         if self._sqlite is not None:
             got = await self._sqlite_write(
                 "cannot claim runs in",
@@ -621,6 +647,17 @@ class SqlStore:
             raise StoreError(f"could not commit a step of run {run_id!r}: {reason}") from exc
         return committed
 
+    @contextlib.asynccontextmanager
+    async def _pg_reaching(self, what: str) -> AsyncIterator[None]:
+        """asyncpg's failures as a ``StoreError`` naming the (masked) database; constraint
+        violations are left to the caller, who knows what they mean."""
+        try:
+            yield
+        except asyncpg.IntegrityConstraintViolationError:
+            raise
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"{what} {self._masked}: {exc}") from exc
+
     async def _sqlite_write(self, what: str, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on the writer thread; a failure of SQLite itself is a ``StoreError``
         (an ``IntegrityError`` is left to the caller, who knows what it means)."""
@@ -644,15 +681,14 @@ class SqlStore:
         assert self._pg is not None
         run_id = handle.state.run_id
         try:
-            if await self._pg.commit_step(
-                run_id, handle.version, values, rows, notify=notify, parent_due=parent_due
-            ):
-                return
-            exists = await self._pg.run_exists(run_id)
+            async with self._pg_reaching(f"could not commit a step of run {run_id!r} to"):
+                if await self._pg.commit_step(
+                    run_id, handle.version, values, rows, notify=notify, parent_due=parent_due
+                ):
+                    return
+                exists = await self._pg.run_exists(run_id)
         except asyncpg.UniqueViolationError as exc:  # someone else appended at our seq
             raise ConcurrentUpdateError(run_id, handle.version) from exc
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise StoreError(f"could not commit a step of run {run_id!r}: {exc}") from exc
         if not exists:
             raise RunNotFoundError(run_id)
         raise ConcurrentUpdateError(run_id, handle.version)
@@ -677,6 +713,10 @@ class SqlStore:
     async def release(self, handle: RunHandle, *, now: datetime) -> None:
         await self._ensure_ready()
         due = due_at(handle.state, now)
+        if self._pg is not None:
+            async with self._pg_reaching("cannot release a run in"):
+                await self._pg.release(handle.state.run_id, handle.owner, handle.version, due)
+            return
         if self._sqlite is not None:
             await self._sqlite_write(
                 "cannot release a run in",
@@ -699,6 +739,10 @@ class SqlStore:
         if not run_ids:
             return
         await self._ensure_ready()
+        if self._pg is not None:
+            async with self._pg_reaching("cannot renew leases in"):
+                await self._pg.renew(owner, run_ids, lease_until)
+            return
         if self._sqlite is not None:
             await self._sqlite_write(
                 "cannot renew leases in", sqlite.renew(owner, run_ids, lease_until)
