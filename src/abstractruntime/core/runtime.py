@@ -31,6 +31,7 @@ from ..errors import (
 )
 from ..storage.base import RunHandle, Store
 from .config import RuntimeConfig
+from .crashpoints import crash_point
 from .effects import EffectHandler, EffectOutcome, builtin_handlers
 from .kernel import check_plan, check_size, due_at, encode_state, fail, set_dotted
 from .models import (
@@ -296,11 +297,13 @@ class Runtime:
 
     async def _claim(self, run_id: str) -> RunHandle:
         now = self.config.clock()
-        return self._track(
+        handle = self._track(
             await self.store.claim_run(
                 run_id, self.config.owner, now, now + timedelta(seconds=self.config.lease_s)
             )
         )
+        crash_point("after_claim")
+        return handle
 
     async def _release(self, handle: RunHandle) -> None:
         if handle.owner is not None:
@@ -385,6 +388,7 @@ class Runtime:
     async def drive_claimed(self, handle: RunHandle, max_steps: int | None = None) -> RunHandle:
         """Drive a run claimed by ``claim_due`` (the scheduler's entry point)."""
         handle = self._track(handle)
+        crash_point("after_claim")
         workflow = self.workflow_registry.get(handle.state.workflow_id)
         if workflow is None:
             await self._release(handle)
@@ -573,6 +577,7 @@ class Runtime:
             return await self._commit_failure(
                 handle, record, f"node {node_id!r} raised {_describe(exc)}"
             )
+        crash_point("after_handler")
         problem = check_plan(workflow, node_id, plan)
         if problem:
             return await self._commit_failure(handle, record, problem)
@@ -660,6 +665,7 @@ class Runtime:
             raise
         except Exception as exc:  # unexpected, so maybe transient: the policy may retry it
             return f"effect {name!r} of node {plan.node_id!r} raised {_describe(exc)}", True
+        crash_point("in_effect")
         if not isinstance(outcome, EffectOutcome):
             return (
                 f"effect handler for {name!r} returned {type(outcome).__name__}, "
@@ -789,6 +795,7 @@ class Runtime:
                 lease_until=lease_until,
             )
         )
+        crash_point("after_commit")
         if handle.owner is None and due_at(state, now) is not None:
             self._announce_due()
         return handle

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Generic, TypeVar
 
+from ...core.crashpoints import crash_point
+
 logger = logging.getLogger("abstractruntime.storage")
 
 T = TypeVar("T")
@@ -154,6 +156,7 @@ class SqliteWriter:
                     return
             else:
                 outcomes.extend(_attempt(conn, job.fn, savepoint=True) for job in batch)
+            crash_point("in_group_commit")
             conn.execute("COMMIT")
             self.commits += 1
             self.writes += len(batch)
