@@ -5,6 +5,7 @@ Importing this package never imports the optional ``abstractcore`` extra.
 
 from __future__ import annotations
 
+from .core.artifacts import artifact_ref, get_artifact_id, is_artifact_ref, resolve_artifact
 from .core.config import RuntimeConfig
 from .core.effects import EffectOutcome
 from .core.ledger import verify_ledger_chain
@@ -28,9 +29,11 @@ from .core.policy import (
 )
 from .core.registry import WorkflowRegistry
 from .core.runtime import Runtime
+from .core.snapshot import Snapshot
 from .core.spec import WorkflowSpec
 from .errors import (
     AbstractRuntimeError,
+    ArtifactNotFoundError,
     ConcurrentUpdateError,
     InvalidWorkflowError,
     RunLeasedError,
@@ -39,6 +42,7 @@ from .errors import (
     SchemaOutOfDateError,
     SerializationError,
     SizeLimitError,
+    SnapshotNotFoundError,
     StoreError,
     WaitKeyMismatchError,
 )
@@ -46,6 +50,7 @@ from .scheduler import ScheduledRuntime, Scheduler, SchedulerStats, create_sched
 
 __all__ = [
     "AbstractRuntimeError",
+    "ArtifactNotFoundError",
     "ConcurrentUpdateError",
     "DefaultEffectPolicy",
     "Effect",
@@ -68,6 +73,8 @@ __all__ = [
     "SchemaOutOfDateError",
     "SerializationError",
     "SizeLimitError",
+    "Snapshot",
+    "SnapshotNotFoundError",
     "StepPlan",
     "StepRecord",
     "StepStatus",
@@ -77,7 +84,11 @@ __all__ = [
     "WaitState",
     "WorkflowRegistry",
     "WorkflowSpec",
+    "artifact_ref",
     "compute_idempotency_key",
     "create_scheduled_runtime",
+    "get_artifact_id",
+    "is_artifact_ref",
+    "resolve_artifact",
     "verify_ledger_chain",
 ]

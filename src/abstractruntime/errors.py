@@ -2,11 +2,13 @@
 
     AbstractRuntimeError                  root: catch this to catch everything we raise
     ├── RunNotFoundError (KeyError)       no run has that id
+    ├── SnapshotNotFoundError (KeyError)  no snapshot has that id
+    ├── ArtifactNotFoundError (KeyError)  no artifact has that id (content hash)
     ├── WaitKeyMismatchError (ValueError) resume() named a wait key the run is not waiting on
     ├── RunNotWaitingError (ValueError)   resume() on a run that is not waiting
     ├── ConcurrentUpdateError             another runtime committed a step of this run first
     ├── RunLeasedError                    another worker holds the run's lease right now
-    ├── SerializationError (ValueError)   a value cannot be stored as JSON (names the key)
+    ├── SerializationError (ValueError)   a value cannot be stored (names the key or field)
     │   └── SizeLimitError                a state or payload over a RuntimeConfig size limit
     ├── InvalidWorkflowError (ValueError) a WorkflowSpec that cannot run (unknown entry node ...)
     ├── SchemaOutOfDateError              the database is behind (or ahead of) the migrations
@@ -33,6 +35,28 @@ class RunNotFoundError(AbstractRuntimeError, KeyError):
 
     def __str__(self) -> str:
         return f"unknown run {self.run_id!r}"
+
+
+class SnapshotNotFoundError(AbstractRuntimeError, KeyError):
+    """No snapshot with this id exists in the store."""
+
+    def __init__(self, snapshot_id: str) -> None:
+        super().__init__(snapshot_id)
+        self.snapshot_id = snapshot_id
+
+    def __str__(self) -> str:
+        return f"unknown snapshot {self.snapshot_id!r}"
+
+
+class ArtifactNotFoundError(AbstractRuntimeError, KeyError):
+    """No artifact with this id (the SHA-256 of its content) exists in the store."""
+
+    def __init__(self, artifact_id: str) -> None:
+        super().__init__(artifact_id)
+        self.artifact_id = artifact_id
+
+    def __str__(self) -> str:
+        return f"unknown artifact {self.artifact_id!r}"
 
 
 class WaitKeyMismatchError(AbstractRuntimeError, ValueError):
@@ -72,10 +96,14 @@ class RunLeasedError(AbstractRuntimeError):
 
 
 class SerializationError(AbstractRuntimeError, ValueError):
-    """A value cannot be stored as JSON; the message names the offending key path."""
+    """A value cannot be stored; the message names the offending key path or field.
 
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"{path} cannot be stored as JSON: {reason}")
+    ``where`` says how it would have been stored: as JSON (the default), or in the indexed
+    database column of a field such as the wait key (no NUL character, a bounded length).
+    """
+
+    def __init__(self, path: str, reason: str, *, where: str = "as JSON") -> None:
+        super().__init__(f"{path} cannot be stored {where}: {reason}")
         self.path = path
         self.reason = reason
 

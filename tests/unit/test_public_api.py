@@ -17,6 +17,7 @@ def test_all_lists_exactly_the_public_names() -> None:
         "annotations",
         "scheduler",
         "integrations",
+        "provenance",
     }
     assert set(abstractruntime.__all__) == public - modules
     assert abstractruntime.__all__ == sorted(abstractruntime.__all__)

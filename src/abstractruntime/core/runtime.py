@@ -26,6 +26,7 @@ from ..errors import (
     RunNotFoundError,
     RunNotWaitingError,
     SerializationError,
+    SnapshotNotFoundError,
     StoreError,
     WaitKeyMismatchError,
 )
@@ -48,6 +49,7 @@ from .models import (
 from .policy import DefaultEffectPolicy, EffectPolicy
 from .registry import WorkflowRegistry
 from .serde import decode, encode, iso
+from .snapshot import Snapshot
 from .spec import WorkflowSpec
 
 
@@ -256,6 +258,95 @@ class Runtime:
     async def get_ledger(self, run_id: str) -> list[dict[str, Any]]:
         """The run's ledger records as dicts, oldest first."""
         return await self.store.get_ledger(run_id)
+
+    async def restore_snapshot(self, snapshot_id: str) -> RunState:
+        """Make a snapshot's state the current state of its run (``snapshot.run_id``).
+
+        The state and a ledger record whose ``result`` holds ``{"restored": snapshot_id}`` are
+        committed in one transaction. Like ``cancel_run``, restoring wins over a worker that is
+        driving the run: the worker's next commit fails and it drops the run; a restored
+        ``running`` run is then due for any worker, a waiting one waits again.
+
+        Raises ``SnapshotNotFoundError`` or ``RunNotFoundError`` (both ``KeyError``).
+        """
+        snapshot = await self._load_snapshot(snapshot_id)
+        for _ in range(_CANCEL_ATTEMPTS):
+            handle = await self.store.load_run(snapshot.run_id)
+            current = handle.state
+            now = self.config.clock()
+            state = snapshot.state
+            state.created_at = current.created_at  # the run keeps its birth; the rest goes back
+            state.updated_at = now
+            record = self._record(state, uuid.uuid4().hex, now, StepStatus.COMPLETED)
+            record.result = {
+                "restored": snapshot.snapshot_id,
+                "snapshot_name": snapshot.name,
+                "snapshot_step_id": snapshot.step_id,
+                "replaced": {"status": current.status.value, "node": current.current_node},
+            }
+            try:
+                handle = await self.store.commit_step(
+                    handle, state, self._encode(state), [record], now=now
+                )
+            except ConcurrentUpdateError:
+                continue  # a step landed meanwhile: restore over the newer state
+            if due_at(state, now) is not None:
+                self._announce_due()
+            return handle.state
+        raise ConcurrentUpdateError(snapshot.run_id, -1)
+
+    async def fork_snapshot(self, snapshot_id: str) -> str:
+        """Start a new run from a snapshot's state; returns the new run's id.
+
+        The new run has the snapshot's status, node and vars (a waiting snapshot forks a waiting
+        run), ``parent_run_id`` = the snapshot's run, and a first ledger record whose ``result``
+        is ``{"forked_from": {"snapshot_id", "run_id", "step_id"}}``. The original run is not
+        touched. A wait key that names the original run (``user:<run_id>:<node>``, the
+        ``ask_user`` default) is renamed to the new run, so answering one does not answer both.
+        """
+        snapshot = await self._load_snapshot(snapshot_id)
+        now = self.config.clock()
+        state = snapshot.state
+        state.run_id = uuid.uuid4().hex
+        state.parent_run_id = snapshot.run_id
+        state.created_at = state.updated_at = now
+        if state.waiting is not None and state.waiting.wait_key is not None:
+            state.waiting.wait_key = self._rename_wait_key(
+                state.waiting.wait_key, snapshot.run_id, state.run_id
+            )
+        record = self._record(state, uuid.uuid4().hex, now, StepStatus.COMPLETED)
+        record.result = {
+            "forked_from": {
+                "snapshot_id": snapshot.snapshot_id,
+                "run_id": snapshot.run_id,
+                "step_id": snapshot.step_id,
+            }
+        }
+        state_json = self._encode(state)
+        # Created claimed by us, so no worker drives it before its first record is in; the
+        # commit of that record lets go of it (a running fork is then due for any worker).
+        handle = await self.store.create_run(
+            state, state_json, lease=(self.config.owner, self._lease_until())
+        )
+        await self.store.commit_step(handle, state, state_json, [record], now=now)
+        if due_at(state, now) is not None:
+            self._announce_due()
+        return state.run_id
+
+    async def _load_snapshot(self, snapshot_id: str) -> Snapshot:
+        snapshot = await self.store.snapshots.load(snapshot_id)
+        if snapshot is None:
+            raise SnapshotNotFoundError(snapshot_id)
+        return snapshot
+
+    @staticmethod
+    def _rename_wait_key(wait_key: str, old_run_id: str, new_run_id: str) -> str:
+        """A fork's wait key: the default keys that name their run name the fork instead."""
+        for kind in ("user", "retry"):
+            prefix = f"{kind}:{old_run_id}:"
+            if wait_key.startswith(prefix):
+                return f"{kind}:{new_run_id}:{wait_key[len(prefix) :]}"
+        return wait_key
 
     # -- the step machine ---------------------------------------------------------------------
 

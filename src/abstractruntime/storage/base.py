@@ -11,16 +11,22 @@ commits and ``renew`` extend it; a commit that leaves the run not ``running`` re
 has a ``due_at``: the time a worker should next look at it (``running`` and unclaimed: now;
 waiting until T: T; claimed: the lease expiry, so a dead worker's runs come back by themselves;
 waiting for an event or done: never). ``claim_due`` takes due runs by an index on it.
+
+Next to runs, a store holds snapshots (``store.snapshots``, a ``SnapshotStore``) and
+content-addressed artifacts (``store.artifacts``, an ``ArtifactStore``), and streams ledgers for
+verification (``iter_ledger``, ``scan_ledgers``) without loading them whole.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from ..core.artifacts import DEFAULT_CONTENT_TYPE, ArtifactInfo
 from ..core.models import RunState, RunStatus, StepRecord, WaitReason
+from ..core.snapshot import Snapshot
 
 
 @dataclass
@@ -43,9 +49,93 @@ class RunHandle:
     pending: list[StepRecord] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class LedgerHead:
+    """What a run's row says about its ledger, to catch a ledger cut short at its end (which
+    the hash chain alone cannot see)."""
+
+    run_id: str
+    #: Number of records committed for the run.
+    count: int
+    #: ``record_hash`` of the last one (None for an empty ledger).
+    head: str | None
+
+
+class SnapshotStore(Protocol):
+    """Named, tagged copies of run states (``store.snapshots``)."""
+
+    async def save(self, snapshot: Snapshot) -> None:
+        """Insert or replace the snapshot with this id.
+
+        Sets ``snapshot.updated_at`` to now; a replaced snapshot keeps its first ``created_at``
+        (``snapshot.created_at`` is set to it).
+        """
+        ...
+
+    async def load(self, snapshot_id: str) -> Snapshot | None:
+        """The snapshot, or None when no snapshot has this id."""
+        ...
+
+    async def delete(self, snapshot_id: str) -> bool:
+        """Delete it; whether it existed."""
+        ...
+
+    async def list(
+        self,
+        *,
+        run_id: str | None = None,
+        tag: str | None = None,
+        query: str | None = None,
+        limit: int | None = 100,
+    ) -> list[Snapshot]:
+        """Snapshots passing every given filter, newest (``created_at``) first.
+
+        ``tag`` matches case-insensitively; ``query`` is a case-insensitive substring of the name
+        or the description, taken literally (``%``, ``_`` and quotes are plain characters).
+        ``limit=None``: no limit.
+        """
+        ...
+
+
+class ArtifactStore(Protocol):
+    """Content-addressed bytes (``store.artifacts``): the id is the SHA-256 of the content."""
+
+    async def put(self, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> str:
+        """Store ``data`` unless it is already stored; returns its id.
+
+        Safe against concurrent puts of the same bytes (one copy is kept; the first
+        ``content_type`` wins).
+        """
+        ...
+
+    async def get(self, artifact_id: str) -> bytes:
+        """The content; ``ArtifactNotFoundError`` (a ``KeyError``) when unknown."""
+        ...
+
+    async def info(self, artifact_id: str) -> ArtifactInfo | None:
+        """Content type, size and creation time, or None when unknown."""
+        ...
+
+    async def exists(self, artifact_id: str) -> bool: ...
+
+    async def delete(self, artifact_id: str) -> bool:
+        """Delete it; whether it existed. References to it in runs are not checked."""
+        ...
+
+
 @runtime_checkable
 class Store(Protocol):
     """A storage backend (in-memory or SQL)."""
+
+    @property
+    def snapshots(self) -> SnapshotStore:
+        """The backend's snapshots."""
+        ...
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        """The backend's artifacts."""
+        ...
 
     async def create_run(
         self,
@@ -118,6 +208,25 @@ class Store(Protocol):
 
     async def get_ledger(self, run_id: str) -> list[dict[str, Any]]:
         """The run's ledger records, oldest first."""
+        ...
+
+    def iter_ledger(self, run_id: str) -> AsyncGenerator[dict[str, Any], None]:
+        """The run's ledger records, oldest first, streamed in constant memory.
+
+        ``RunNotFoundError`` (when iterated) for an unknown run.
+        """
+        ...
+
+    def scan_ledgers(
+        self, run_id: str | None = None
+    ) -> AsyncGenerator[LedgerHead | dict[str, Any], None]:
+        """Every run's ``LedgerHead`` followed by its records (oldest first), run after run, in
+        constant memory and from one consistent read; only ``run_id`` when given (then
+        ``RunNotFoundError`` for an unknown run)."""
+        ...
+
+    async def ledger_tail(self, run_id: str) -> dict[str, Any] | None:
+        """The run's newest ledger record (None for an empty ledger); ``RunNotFoundError``."""
         ...
 
     async def find_effect(self, run_id: str, idempotency_key: str) -> dict[str, Any] | None:

@@ -6,17 +6,36 @@ and the same optimistic-concurrency and lease rules apply. Nothing survives the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import builtins
+import contextlib
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ..core.artifacts import (
+    DEFAULT_CONTENT_TYPE,
+    ArtifactInfo,
+    check_artifact_id,
+    check_content_type,
+    compute_artifact_id,
+)
 from ..core.kernel import due_at
 from ..core.ledger import chain_records
 from ..core.models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
-from ..core.serde import canonical_json, decode
-from ..errors import ConcurrentUpdateError, RunLeasedError, RunNotFoundError
-from .base import RunHandle
+from ..core.serde import canonical_json, decode, encode, utc_now
+from ..core.snapshot import Snapshot
+from ..errors import (
+    ArtifactNotFoundError,
+    ConcurrentUpdateError,
+    RunLeasedError,
+    RunNotFoundError,
+)
+from .base import LedgerHead, RunHandle
+
+#: How many records a memory scan hands out before it lets other tasks run.
+_SCAN_YIELD_EVERY = 1000
 
 
 @dataclass
@@ -69,6 +88,84 @@ class InMemoryLedgerStore:
         return [decode(text) for text in self._records.get(run_id, [])]
 
 
+class InMemorySnapshotStore:
+    """Snapshots kept in this process's memory (as JSON text: what is read back is a copy)."""
+
+    def __init__(self) -> None:
+        self._snapshots: dict[str, str] = {}
+
+    async def save(self, snapshot: Snapshot) -> None:
+        """Insert or replace the snapshot with this id (see ``SnapshotStore.save``)."""
+        encode(snapshot.run_state, root="run_state")  # names the bad key, as SQL stores do
+        previous = self._snapshots.get(snapshot.snapshot_id)
+        if previous is not None:
+            snapshot.created_at = Snapshot.from_dict(decode(previous)).created_at
+        snapshot.updated_at = max(utc_now(), snapshot.created_at)
+        self._snapshots[snapshot.snapshot_id] = canonical_json(snapshot.to_dict())
+
+    async def load(self, snapshot_id: str) -> Snapshot | None:
+        """The snapshot, or None when unknown."""
+        text = self._snapshots.get(snapshot_id)
+        return None if text is None else Snapshot.from_dict(decode(text))
+
+    async def delete(self, snapshot_id: str) -> bool:
+        """Delete it; whether it existed."""
+        return self._snapshots.pop(snapshot_id, None) is not None
+
+    async def list(
+        self,
+        *,
+        run_id: str | None = None,
+        tag: str | None = None,
+        query: str | None = None,
+        limit: int | None = 100,
+    ) -> builtins.list[Snapshot]:
+        """Snapshots passing every filter, newest first (see ``SnapshotStore.list``)."""
+        found = [
+            snapshot
+            for snapshot in (Snapshot.from_dict(decode(t)) for t in self._snapshots.values())
+            if snapshot.matches(run_id=run_id, tag=tag, query=query)
+        ]
+        found.sort(key=lambda s: (s.created_at, s.snapshot_id), reverse=True)
+        return found if limit is None else found[: max(limit, 0)]
+
+
+class InMemoryArtifactStore:
+    """Content-addressed artifacts kept in this process's memory."""
+
+    def __init__(self) -> None:
+        self._blobs: dict[str, tuple[bytes, ArtifactInfo]] = {}
+
+    async def put(self, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> str:
+        """Store ``data`` unless already stored; returns its id (its SHA-256)."""
+        check_content_type(content_type)
+        artifact_id = compute_artifact_id(data)
+        if artifact_id not in self._blobs:
+            info = ArtifactInfo(artifact_id, content_type, len(data), utc_now())
+            self._blobs[artifact_id] = (bytes(data), info)
+        return artifact_id
+
+    async def get(self, artifact_id: str) -> bytes:
+        """The content; ``ArtifactNotFoundError`` when unknown."""
+        found = self._blobs.get(check_artifact_id(artifact_id))
+        if found is None:
+            raise ArtifactNotFoundError(artifact_id)
+        return found[0]
+
+    async def info(self, artifact_id: str) -> ArtifactInfo | None:
+        """Content type, size and creation time, or None when unknown."""
+        found = self._blobs.get(check_artifact_id(artifact_id))
+        return None if found is None else found[1]
+
+    async def exists(self, artifact_id: str) -> bool:
+        """Whether it is stored."""
+        return check_artifact_id(artifact_id) in self._blobs
+
+    async def delete(self, artifact_id: str) -> bool:
+        """Delete it; whether it existed."""
+        return self._blobs.pop(check_artifact_id(artifact_id), None) is not None
+
+
 class MemoryStore:
     """The ``Store`` interface over an ``InMemoryRunStore`` and an ``InMemoryLedgerStore``.
 
@@ -79,9 +176,16 @@ class MemoryStore:
         self,
         run_store: InMemoryRunStore | None = None,
         ledger_store: InMemoryLedgerStore | None = None,
+        *,
+        snapshot_store: InMemorySnapshotStore | None = None,
+        artifact_store: InMemoryArtifactStore | None = None,
     ) -> None:
         self.run_store = run_store if run_store is not None else InMemoryRunStore()
         self.ledger_store = ledger_store if ledger_store is not None else InMemoryLedgerStore()
+        #: Snapshots of the runs (``Runtime.restore_snapshot`` / ``fork_snapshot`` use them).
+        self.snapshots = snapshot_store if snapshot_store is not None else InMemorySnapshotStore()
+        #: Content-addressed artifacts.
+        self.artifacts = artifact_store if artifact_store is not None else InMemoryArtifactStore()
 
     def _get(self, run_id: str) -> _StoredRun:
         stored = self.run_store._runs.get(run_id)
@@ -221,6 +325,38 @@ class MemoryStore:
     async def get_ledger(self, run_id: str) -> list[dict[str, Any]]:
         self._get(run_id)
         return await self.ledger_store.list(run_id)
+
+    async def iter_ledger(self, run_id: str) -> AsyncGenerator[dict[str, Any], None]:
+        async with contextlib.aclosing(self.scan_ledgers(run_id)) as items:
+            async for item in items:
+                if isinstance(item, dict):
+                    yield item
+
+    async def scan_ledgers(
+        self, run_id: str | None = None
+    ) -> AsyncGenerator[LedgerHead | dict[str, Any], None]:
+        run_ids = [run_id] if run_id is not None else sorted(self.run_store._runs)
+        handed_out = 0
+        for current in run_ids:
+            stored = self.run_store._runs.get(current)
+            if stored is None:
+                if run_id is not None:
+                    raise RunNotFoundError(run_id)
+                continue
+            # What the run said when we got to it: records appended meanwhile are not ours.
+            count, head = stored.seq, stored.head
+            yield LedgerHead(current, count, head)
+            texts = self.ledger_store._records.get(current, [])
+            for index in range(min(count, len(texts))):
+                yield decode(texts[index])
+                handed_out += 1
+                if handed_out % _SCAN_YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # a long ledger must not starve the event loop
+
+    async def ledger_tail(self, run_id: str) -> dict[str, Any] | None:
+        self._get(run_id)
+        texts = self.ledger_store._records.get(run_id) or []
+        return decode(texts[-1]) if texts else None
 
     async def list_runs(
         self,

@@ -7,6 +7,9 @@ The migrations in ``migrations/versions`` must build exactly this schema; a test
 numbers and break the byte-exact record that ``record_hash`` covers). The columns next to them
 are projections for indexes: status and wait time for the scheduler, wait key for events, parent
 run for subworkflows, lease columns for multi-worker claims.
+
+Snapshots (with their tags in a table of their own, for an indexed filter) and content-addressed
+artifacts have their tables too. Every name stays within Postgres' 63 characters.
 """
 
 from __future__ import annotations
@@ -107,4 +110,56 @@ ledger = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("record", sa.JSON(), nullable=False),
     sa.Index(None, "run_id", "idempotency_key"),
+)
+
+snapshots = sa.Table(
+    "abstractruntime_snapshots",
+    metadata,
+    sa.Column("snapshot_id", sa.String(64), primary_key=True),
+    # No foreign key: a snapshot outlives the run it copies, and can still be forked from.
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("step_id", sa.String(64), nullable=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("description", sa.Text(), nullable=True),
+    # As spelled by the user; snapshot_tags holds them folded, for the filter.
+    sa.Column("tags", sa.JSON(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    # Name and description case-folded by Python (``snapshot.fold``), so that search is
+    # case-insensitive the same way on every backend (SQLite's lower() only folds ASCII).
+    sa.Column("search_name", sa.Text(), nullable=False),
+    sa.Column("search_description", sa.Text(), nullable=True),
+    sa.Column("run_state", sa.JSON(), nullable=False),
+    sa.Index(None, "created_at"),
+    sa.Index(None, "run_id", "created_at"),
+)
+
+snapshot_tags = sa.Table(
+    "abstractruntime_snapshot_tags",
+    metadata,
+    sa.Column(
+        "snapshot_id",
+        sa.String(64),
+        sa.ForeignKey(
+            snapshots.c.snapshot_id,
+            ondelete="CASCADE",
+            # Named by hand: the convention's name is longer than Postgres' 63 characters.
+            name="fk_abstractruntime_snapshot_tags_snapshot_id",
+        ),
+        primary_key=True,
+    ),
+    # Case-folded, so that the tag filter is an index lookup.
+    sa.Column("tag", sa.String(255), primary_key=True),
+    sa.Index(None, "tag", "snapshot_id"),
+)
+
+artifacts = sa.Table(
+    "abstractruntime_artifacts",
+    metadata,
+    # SHA-256 of the content: storing the same bytes twice stores them once.
+    sa.Column("artifact_id", sa.String(64), primary_key=True),
+    sa.Column("content_type", sa.String(255), nullable=False),
+    sa.Column("size", sa.BigInteger(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("data", sa.LargeBinary(), nullable=False),
 )

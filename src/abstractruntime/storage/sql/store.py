@@ -13,7 +13,7 @@ import contextlib
 import logging
 import random
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -39,10 +39,12 @@ from ...errors import (
     SchemaOutOfDateError,
     StoreError,
 )
-from ..base import RunHandle
+from ..base import LedgerHead, RunHandle
 from . import migrate, sqlite
+from .artifacts import SqlArtifactStore
 from .postgres import NOTIFY_CHANNEL, PostgresHotPath
 from .schema import RawJSON, UTCDateTime, ledger, runs
+from .snapshots import SqlSnapshotStore
 from .sqlite import SqliteWriter
 from .urls import mask_url, parse_url
 
@@ -135,6 +137,26 @@ def find_effect_query(run_id: str, idempotency_key: str) -> sa.Select[Any]:
     )
 
 
+#: Rows a ledger scan fetches at a time: its memory does not grow with the ledger.
+_SCAN_BATCH = 1000
+
+
+def ledger_scan_query(run_id: str | None = None) -> sa.Select[Any]:
+    """Every run (or one) with its ledger head and its records in order, runs without records
+    included (a LEFT JOIN row with no record); both primary keys give the order."""
+    query = (
+        sa.select(
+            runs.c.run_id,
+            runs.c.ledger_seq,
+            runs.c.ledger_head,
+            sa.cast(ledger.c.record, sa.Text).label("record"),
+        )
+        .select_from(runs.outerjoin(ledger, ledger.c.run_id == runs.c.run_id))
+        .order_by(runs.c.run_id, ledger.c.seq)
+    )
+    return query if run_id is None else query.where(runs.c.run_id == run_id)
+
+
 def next_due_query(workflow_ids: Sequence[str] | None = None) -> sa.Select[Any]:
     """The earliest ``due_at`` (the first entry of the index)."""
     query = sa.select(sa.func.min(runs.c.due_at))
@@ -189,6 +211,10 @@ class SqlStore:
             self._install_sqlite_hooks()
         self._ready = False
         self._ready_lock = asyncio.Lock()
+        #: Snapshots of the runs (``Runtime.restore_snapshot`` / ``fork_snapshot`` use them).
+        self.snapshots = SqlSnapshotStore(self)
+        #: Content-addressed artifacts.
+        self.artifacts = SqlArtifactStore(self)
         #: Postgres: the per-step statements on raw asyncpg (see ``postgres.py``).
         self._pg = PostgresHotPath(self.url) if self.dialect == "postgresql" else None
         #: SQLite files: every hot-path write on one writer thread, group-committed.
@@ -770,6 +796,48 @@ class SqlStore:
                 if exists is None:
                     raise RunNotFoundError(run_id)
         return [decode(text) for text in texts]
+
+    async def iter_ledger(self, run_id: str) -> AsyncGenerator[dict[str, Any], None]:
+        async with contextlib.aclosing(self.scan_ledgers(run_id)) as items:
+            async for item in items:
+                if isinstance(item, dict):
+                    yield item
+
+    async def scan_ledgers(
+        self, run_id: str | None = None
+    ) -> AsyncGenerator[LedgerHead | dict[str, Any], None]:
+        await self._ensure_ready()
+        query = ledger_scan_query(run_id)
+        current: str | None = None
+        # One statement, streamed (a server-side cursor on Postgres, stepped rows on SQLite):
+        # one consistent read of any size, held _SCAN_BATCH rows at a time.
+        async with self._reaching("cannot read"), self.engine.connect() as conn:
+            result = await conn.stream(query.execution_options(yield_per=_SCAN_BATCH))
+            async for rows in result.partitions():  # a batch per switch, not a row per switch
+                for run, seq, head, record in rows:
+                    if run != current:
+                        current = run
+                        yield LedgerHead(run, seq, head)
+                    if record is not None:
+                        yield decode(record)
+        if run_id is not None and current is None:
+            raise RunNotFoundError(run_id)
+
+    async def ledger_tail(self, run_id: str) -> dict[str, Any] | None:
+        await self._ensure_ready()
+        query = (
+            sa.select(sa.cast(ledger.c.record, sa.Text))
+            .where(ledger.c.run_id == run_id)
+            .order_by(ledger.c.seq.desc())
+            .limit(1)
+        )
+        async with self._reaching("cannot read"), self.engine.connect() as conn:
+            text = await conn.scalar(query)
+            if text is None:
+                exists = await conn.scalar(sa.select(sa.literal(1)).where(runs.c.run_id == run_id))
+                if exists is None:
+                    raise RunNotFoundError(run_id)
+        return None if text is None else decode(text)
 
     async def list_runs(
         self,

@@ -1,0 +1,97 @@
+"""Provenance tooling: verify the hash chains of ledgers straight from a store, streaming.
+
+    report = await verify_run(store, run_id)
+    async for report in verify_all(store):      # one report per run, in run id order
+        if not report["ok"]:
+            print(report["run_id"], report["first_bad_index"], report["errors"][0]["error"])
+
+Records are streamed from the store (``Store.scan_ledgers``: one read, a batch of rows at a
+time) into a ``LedgerVerifier``, so memory stays flat however long a ledger is and however many
+runs the database holds. Next to the chain itself, each ledger is checked against the length and
+head hash its run recorded when the last step was committed, which catches records deleted from
+the end of a ledger (the one edit the chain alone cannot see).
+
+A report is that of ``verify_ledger_chain`` (``ok``, ``count``, ``errors``, ``first_bad_index``,
+``head_hash``, ``computed_head_hash``) plus ``run_id`` and ``errors_omitted`` (errors beyond
+``max_errors`` are counted, not listed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
+
+from .core.ledger import LedgerVerifier
+from .errors import RunNotFoundError
+from .storage.base import LedgerHead, Store
+
+#: Error entries kept per run by default: enough to read, bounded for a ledger that is all bad.
+DEFAULT_MAX_ERRORS = 100
+#: ``progress`` is called after every this many records.
+PROGRESS_EVERY = 1000
+
+#: Called with the number of records verified so far.
+ProgressCallback = Callable[[int], None]
+
+
+async def verify_run(
+    store: Store,
+    run_id: str,
+    *,
+    max_errors: int | None = DEFAULT_MAX_ERRORS,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """Verify one run's ledger; ``RunNotFoundError`` (a ``KeyError``) for an unknown run.
+
+    ``progress``, if given, is called with the number of records verified so far, every
+    ``PROGRESS_EVERY`` records.
+    """
+    async with contextlib.aclosing(_verify(store, run_id, max_errors, progress)) as reports:
+        async for report in reports:
+            return report
+    raise RunNotFoundError(run_id)  # pragma: no cover - the store raises it first
+
+
+def verify_all(
+    store: Store,
+    *,
+    max_errors: int | None = DEFAULT_MAX_ERRORS,
+    progress: ProgressCallback | None = None,
+) -> AsyncGenerator[dict[str, Any], None]:
+    """Verify every run's ledger: an async iterator of one report per run, in run id order.
+
+    Use it with ``async for``; stopping early is fine (wrap it in ``contextlib.aclosing`` to
+    give the database connection back at once). ``progress``, if given, is called with the
+    number of records verified so far (all runs), every ``PROGRESS_EVERY`` records.
+    """
+    return _verify(store, None, max_errors, progress)
+
+
+async def _verify(
+    store: Store,
+    run_id: str | None,
+    max_errors: int | None,
+    progress: ProgressCallback | None,
+) -> AsyncGenerator[dict[str, Any], None]:
+    head: LedgerHead | None = None
+    verifier = LedgerVerifier(max_errors=max_errors)
+    records = 0
+    async with contextlib.aclosing(store.scan_ledgers(run_id)) as items:
+        async for item in items:
+            if isinstance(item, LedgerHead):
+                if head is not None:
+                    yield _report(head, verifier)
+                head, verifier = item, LedgerVerifier(max_errors=max_errors)
+            else:
+                verifier.add(item)
+                records += 1
+                if progress is not None and records % PROGRESS_EVERY == 0:
+                    progress(records)
+    if head is not None:
+        yield _report(head, verifier)
+
+
+def _report(head: LedgerHead, verifier: LedgerVerifier) -> dict[str, Any]:
+    verifier.expect_head(head.count, head.head)
+    return {"run_id": head.run_id, **verifier.report(), "errors_omitted": verifier.errors_omitted}
