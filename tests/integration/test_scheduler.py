@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,12 +15,18 @@ from abstractruntime import (
     RunNotWaitingError,
     RunState,
     RunStatus,
+    Runtime,
     StepPlan,
+    StepRecord,
+    StepStatus,
     WaitReason,
+    WaitState,
     WorkflowSpec,
     create_scheduled_runtime,
     verify_ledger_chain,
 )
+from abstractruntime.core.kernel import encode_state
+from abstractruntime.core.serde import utc_now
 from abstractruntime.scheduler import ScheduledRuntime
 from tests.workflows import APPROVAL, counter, parent_of, timer, waiter
 
@@ -212,6 +219,39 @@ async def test_grandchild_completion_bubbles_up(store: Any) -> None:
         await sr.emit_event("evt:leaf2", {"v": 7})
         done = await wait_for(sr, top_id, RunStatus.COMPLETED)
         assert done.output["child"]["output"]["child"]["output"]["event"] == {"v": 7}
+
+
+async def test_a_parent_whose_child_ended_before_its_wait_was_stored_is_resumed(
+    store: Any,
+) -> None:
+    """The lost wake-up the chaos test found: the parent's step saw its child still running
+    (driven elsewhere), the child then ended - its commit wakes a parent only if it already waits,
+    and this one was still running - and the parent's process died right after committing its
+    wait, before re-checking the child. The committed wait must be due once for a worker."""
+    child_wf, parent_wf = counter(1, "child"), parent_of("child")
+    rt = Runtime(store=store, workflow_registry=[child_wf, parent_wf])
+    child_id, child = await rt.run(child_wf)
+    assert child.status is RunStatus.COMPLETED
+    parent = await rt.start(workflow=parent_wf)
+    handle = await store.claim_run(
+        parent, "dead-worker", utc_now(), utc_now() + timedelta(seconds=60)
+    )
+    state = handle.state
+    state.status = RunStatus.WAITING
+    state.waiting = WaitState(
+        reason=WaitReason.SUBWORKFLOW,
+        wait_key=f"subworkflow:{child_id}",
+        resume_to_node="done",
+        result_key="child",
+        details={"sub_run_id": child_id, "workflow_id": "child"},
+    )
+    record = StepRecord(run_id=parent, step_id="s", node_id="call", status=StepStatus.WAITING)
+    await store.commit_step(
+        handle, state, encode_state(state), [record], now=utc_now(), lease_until=None
+    )
+    async with await scheduled(store, child_wf, parent_wf) as sr:
+        done = await wait_for(sr, parent, RunStatus.COMPLETED)
+    assert done.output is not None and done.output["child"]["sub_run_id"] == child_id
 
 
 async def test_stop_waits_for_inflight_runs_then_releases(store: Any) -> None:

@@ -73,11 +73,21 @@ def fail(state: RunState, error: str) -> None:
     state.waiting = None
 
 
-def due_at(state: RunState, now: datetime) -> datetime | None:
-    """When a worker should next look at an unclaimed run in ``state`` (None: not by itself)."""
+def due_at(state: RunState, now: datetime, *, committing: bool = False) -> datetime | None:
+    """When a worker should next look at an unclaimed run in ``state`` (None: not by itself).
+
+    ``committing``: the state is being committed by a step. A wait on a subworkflow is then due
+    at once, for one check by a worker: the child wakes its parent when it ends only if the
+    parent already waits, so a child that ended while the parent's step was still running (and
+    whose process then died) would otherwise never wake it. After that check (a release), the
+    wait is due only when the child ends.
+    """
     if state.status is RunStatus.RUNNING:
         return now
     waiting = state.waiting
-    if state.status is RunStatus.WAITING and waiting and waiting.reason is WaitReason.UNTIL:
-        return waiting.until
+    if state.status is RunStatus.WAITING and waiting:
+        if waiting.reason is WaitReason.UNTIL:
+            return waiting.until
+        if committing and waiting.reason is WaitReason.SUBWORKFLOW:
+            return now
     return None

@@ -291,7 +291,7 @@ class MemoryStore:
             stored.due_at = lease_until
         else:
             stored.lease_owner = stored.lease_expires_at = None
-            stored.due_at = due_at(state, now)
+            stored.due_at = due_at(state, now, committing=True)
         if state.status.is_terminal and state.parent_run_id:
             self._mark_parent_due(state.parent_run_id, now)
         return RunHandle(

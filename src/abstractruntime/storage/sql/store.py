@@ -610,7 +610,7 @@ class SqlStore:
             for offset, (data, record) in enumerate(zip(dicts, records, strict=True))
         ]
         keep = lease_until is not None and state.status is RunStatus.RUNNING
-        due = lease_until if keep else due_at(state, now)
+        due = lease_until if keep else due_at(state, now, committing=True)
         values = _run_columns(state, state_json)
         values.update(
             ledger_seq=handle.seq + len(rows),
