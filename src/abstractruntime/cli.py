@@ -18,13 +18,15 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import inspect
 import json
 import logging
 import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, NoReturn, TextIO
 
@@ -189,9 +191,30 @@ def _parser() -> argparse.ArgumentParser:
 
 
 _APP_HELP = (
-    "where the workflows are: a WorkflowRegistry, a list of WorkflowSpec, or a function "
-    "returning one (e.g. myapp.flows:registry)"
+    "where the workflows are: a WorkflowRegistry, a list of WorkflowSpec, a dict with "
+    "'workflows' and optionally 'effect_handlers', 'effect_policy', 'context', or a function "
+    "(sync or async) returning one (e.g. myapp.flows:registry)"
 )
+
+
+@dataclass
+class App:
+    """What ``--app`` names: the workflows, and what their runtime needs to perform effects."""
+
+    workflows: WorkflowRegistry
+    effect_handlers: dict[Any, Any] = field(default_factory=dict)
+    effect_policy: Any = None
+    context: Any = None
+
+    def runtime_kwargs(self) -> dict[str, Any]:
+        return {
+            "effect_handlers": self.effect_handlers,
+            "effect_policy": self.effect_policy,
+            "context": self.context,
+        }
+
+
+_APP_KEYS = {"workflows", "effect_handlers", "effect_policy", "context"}
 
 
 def _positive_int(text: str) -> int:
@@ -453,8 +476,9 @@ def _payload(text: str) -> dict[str, Any]:
 
 async def _respond(args: argparse.Namespace, store: SqlStore) -> int:
     payload = _payload(args.payload)
-    registry = load_app(args.app)
-    rt = Runtime(store=store, workflow_registry=registry)
+    app = await load_app(args.app)
+    registry = app.workflows
+    rt = Runtime(store=store, workflow_registry=registry, **app.runtime_kwargs())
     try:
         state = await rt.get_state(args.run_id)
         if state.status is not RunStatus.WAITING or state.waiting is None:
@@ -747,8 +771,8 @@ async def _demo(args: argparse.Namespace, store: SqlStore) -> int:
     return EXIT_OK if report["ok"] else EXIT_BROKEN
 
 
-def load_app(spec: str) -> WorkflowRegistry:
-    """Import ``module:attr`` and make a ``WorkflowRegistry`` of it."""
+async def load_app(spec: str) -> App:
+    """Import ``module:attr`` and make an ``App`` of it (see ``--app``)."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise CliError(f"--app {spec!r}: expected MODULE:ATTR, e.g. myapp.flows:registry")
@@ -764,6 +788,25 @@ def load_app(spec: str) -> WorkflowRegistry:
         raise CliError(f"--app {spec!r}: module {module_name!r} has no {attr!r}") from None
     if callable(target) and not isinstance(target, (WorkflowRegistry, WorkflowSpec)):
         target = target()
+        if inspect.isawaitable(target):
+            target = await target
+    if isinstance(target, Mapping):
+        unknown = set(target) - _APP_KEYS
+        if unknown or "workflows" not in target:
+            raise CliError(
+                f"--app {spec!r}: a dict app needs 'workflows' and may have "
+                f"'effect_handlers', 'effect_policy', 'context' (got {sorted(target)})"
+            )
+        return App(
+            _registry_of(spec, target["workflows"]),
+            dict(target.get("effect_handlers") or {}),
+            target.get("effect_policy"),
+            target.get("context"),
+        )
+    return App(_registry_of(spec, target))
+
+
+def _registry_of(spec: str, target: Any) -> WorkflowRegistry:
     if isinstance(target, WorkflowRegistry):
         return target
     if isinstance(target, WorkflowSpec):
@@ -772,15 +815,16 @@ def load_app(spec: str) -> WorkflowRegistry:
         return WorkflowRegistry(list(target))
     except TypeError as exc:
         raise CliError(
-            f"--app {spec!r} is a {type(target).__name__}, not a WorkflowRegistry "
-            "or a list of WorkflowSpec"
+            f"--app {spec!r} is a {type(target).__name__}, not a WorkflowRegistry, a list of "
+            "WorkflowSpec or a dict with 'workflows'"
         ) from exc
 
 
 async def _worker(args: argparse.Namespace, store: SqlStore) -> int:
     from .scheduler import create_scheduled_runtime
 
-    registry = load_app(args.app)
+    app = await load_app(args.app)
+    registry = app.workflows
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -793,6 +837,7 @@ async def _worker(args: argparse.Namespace, store: SqlStore) -> int:
         poll_interval_s=args.poll_interval,
         lease_s=args.lease,
         max_concurrency=args.max_concurrency,
+        **app.runtime_kwargs(),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
