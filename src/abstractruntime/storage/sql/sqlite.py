@@ -69,8 +69,9 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
 class SqliteWriter:
     """Runs write functions on one thread and commits the queued ones together."""
 
-    def __init__(self, path: str, *, busy_timeout_ms: int) -> None:
+    def __init__(self, path: str, *, busy_timeout_ms: int, uri: bool = False) -> None:
         self.path = path
+        self.uri = uri
         self.busy_timeout_ms = busy_timeout_ms
         self._jobs: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -109,7 +110,9 @@ class SqliteWriter:
     # -- the writer thread --------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, uri=self.uri
+        )
         conn.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import sqlite3
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
@@ -57,6 +58,14 @@ T = TypeVar("T")
 _SQLITE_APP_ID = 0x41527431
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
 _WAL_SWITCH_TRIES = 1000
+
+
+def _on_read_only_media(path: Path) -> bool:
+    """Whether ``path`` is an existing file on a read-only filesystem."""
+    try:
+        return path.is_file() and bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _switch_to_wal(cursor: Any) -> None:
@@ -199,9 +208,23 @@ class SqlStore:
         self.dialect = self.url.get_backend_name()
         self._masked = mask_url(self.url)
         self._memory = self.dialect == "sqlite" and self.url.database in (None, "", ":memory:")
+        #: A SQLite file on read-only media: opened read-only, so that what it holds stays
+        #: readable (writes fail with a StoreError saying so).
+        self.read_only = False
+        writer_path = str(self.url.database)
         if self.dialect == "sqlite" and not self._memory:
             path = Path(str(self.url.database)).expanduser()
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if _on_read_only_media(path):
+                # WAL needs its -shm file beside the database, which cannot be made here; SQLite
+                # reads the file anyway when told nothing can change it.
+                self.read_only = True
+                writer_path = f"file:{path}?mode=ro&immutable=1"
+                self.url = self.url.set(
+                    database=f"file:{path}",
+                    query={"mode": "ro", "immutable": "1", "uri": "true"},
+                )
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
         kwargs: dict[str, Any] = {"json_serializer": _json_serializer}
         if self._memory:
             kwargs["poolclass"] = StaticPool
@@ -219,7 +242,7 @@ class SqlStore:
         self._pg = PostgresHotPath(self.url) if self.dialect == "postgresql" else None
         #: SQLite files: every hot-path write on one writer thread, group-committed.
         self._sqlite = (
-            SqliteWriter(str(self.url.database), busy_timeout_ms=_SQLITE_BUSY_TIMEOUT_MS)
+            SqliteWriter(writer_path, busy_timeout_ms=_SQLITE_BUSY_TIMEOUT_MS, uri=self.read_only)
             if self.dialect == "sqlite" and not self._memory
             else None
         )
@@ -257,7 +280,7 @@ class SqlStore:
             # Let us issue BEGIN ourselves (the driver's implicit BEGIN is deferred and late).
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
-            if not self._memory:
+            if not self._memory and not self.read_only:
                 _switch_to_wal(cursor)
             cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA synchronous=FULL")
