@@ -27,6 +27,15 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def available() -> str | None:
+    """Why a throwaway server cannot be made here (None: it can)."""
+    if _bin_dir() is None:
+        return "needs the PostgreSQL server binaries (initdb, pg_ctl): install postgresql"
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        return "needs runuser to start the server as the postgres user"
+    return None
+
+
 class ThrowawayPostgres:
     def __init__(self) -> None:
         bin_dir = _bin_dir()

@@ -19,6 +19,7 @@ from abstractruntime import RunStatus, Runtime
 from abstractruntime.provenance import verify_all
 from abstractruntime.storage import SqlStore
 from tests.acceptance.worker_app import EXPECTED_LEDGER, STEPS, TEN_STEPS
+from tests.faults import pg_server
 from tests.faults.pg_server import ThrowawayPostgres
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,6 +39,9 @@ async def completed(store: SqlStore) -> int:
 @pytest.mark.slow
 @pytest.mark.postgres
 async def test_workers_survive_a_postgres_restart(tmp_path: Path) -> None:
+    missing = pg_server.available()
+    if missing:
+        pytest.skip(missing)
     server = ThrowawayPostgres()
     server.init()
     server.start()
