@@ -24,6 +24,32 @@ from sqlalchemy.engine import URL
 #: Channel of the NOTIFY sent when a run becomes due; idle Postgres workers LISTEN on it.
 NOTIFY_CHANNEL = "abstractruntime_due"
 
+#: The run's columns that project its state, in the order the statements below take them.
+PROJECTED = (
+    "workflow_id",
+    "status",
+    "current_node",
+    "wait_reason",
+    "wait_key",
+    "wait_until",
+    "parent_run_id",
+    "actor_id",
+    "session_id",
+)
+#: A ledger row's columns (but ``run_id``), in the order the statements below take them.
+RECORD_COLUMNS = (
+    "seq",
+    "step_id",
+    "node_id",
+    "status",
+    "attempt",
+    "idempotency_key",
+    "prev_hash",
+    "record_hash",
+    "created_at",
+    "record",
+)
+
 COMMIT_STEP = """
 WITH upd AS (
     UPDATE abstractruntime_runs SET
@@ -100,15 +126,7 @@ class PostgresHotPath:
         updated = await pool.fetchval(
             COMMIT_STEP,
             run_id,
-            run["workflow_id"],
-            run["status"],
-            run["current_node"],
-            run["wait_reason"],
-            run["wait_key"],
-            run["wait_until"],
-            run["parent_run_id"],
-            run["actor_id"],
-            run["session_id"],
+            *(run[column] for column in PROJECTED),
             run["updated_at"],
             run["state"],
             run["ledger_seq"],
@@ -117,16 +135,7 @@ class PostgresHotPath:
             run["lease_expires_at"],
             run["due_at"],
             version,
-            [row["seq"] for row in rows],
-            [row["step_id"] for row in rows],
-            [row["node_id"] for row in rows],
-            [row["status"] for row in rows],
-            [row["attempt"] for row in rows],
-            [row["idempotency_key"] for row in rows],
-            [row["prev_hash"] for row in rows],
-            [row["record_hash"] for row in rows],
-            [row["created_at"] for row in rows],
-            [row["record"] for row in rows],
+            *([row[column] for row in rows] for column in RECORD_COLUMNS),
             parent_at,
             parent_id,
             NOTIFY_CHANNEL,
@@ -141,15 +150,7 @@ class PostgresHotPath:
         await pool.execute(
             INSERT_RUN,
             run_id,
-            run["workflow_id"],
-            run["status"],
-            run["current_node"],
-            run["wait_reason"],
-            run["wait_key"],
-            run["wait_until"],
-            run["parent_run_id"],
-            run["actor_id"],
-            run["session_id"],
+            *(run[column] for column in PROJECTED),
             created_at,
             run["updated_at"],
             run["lease_owner"],

@@ -247,11 +247,9 @@ def claim_due_sql(workflows: int | None) -> str:
 HandleRow = tuple[str, int, int, "str | None"]
 
 
-def create_run(
-    run: dict[str, Any], run_id: str, created_at: datetime
-) -> Callable[[sqlite3.Connection], None]:
-    params = (
-        run_id,
+def _projected(run: dict[str, Any]) -> tuple[Any, ...]:
+    """The run's columns that project its state, in the order the statements take them."""
+    return (
         run["workflow_id"],
         run["status"],
         run["current_node"],
@@ -261,6 +259,15 @@ def create_run(
         run["parent_run_id"],
         run["actor_id"],
         run["session_id"],
+    )
+
+
+def create_run(
+    run: dict[str, Any], run_id: str, created_at: datetime
+) -> Callable[[sqlite3.Connection], None]:
+    params = (
+        run_id,
+        *_projected(run),
         ts(created_at),
         ts(run["updated_at"]),
         run["lease_owner"],
@@ -285,15 +292,7 @@ def commit_step(
 ) -> Callable[[sqlite3.Connection], None]:
     """The step's write; ``conflict(exists)`` makes the error of a failed version check."""
     params = (
-        run["workflow_id"],
-        run["status"],
-        run["current_node"],
-        run["wait_reason"],
-        run["wait_key"],
-        ts(run["wait_until"]),
-        run["parent_run_id"],
-        run["actor_id"],
-        run["session_id"],
+        *_projected(run),
         ts(run["updated_at"]),
         str(run["state"]),
         run["ledger_seq"],
