@@ -800,7 +800,7 @@ class Runtime:
         """Commit the step; a state or record that cannot be stored fails the step instead."""
         try:
             state_json = self._encode(state)
-            return await self._store_step(handle, state, state_json, record)
+            return await self._store(handle, state, state_json, [record])
         except SerializationError as exc:
             return await self._commit_failure(handle, record, f"node {record.node_id!r}: {exc}")
 
@@ -846,7 +846,7 @@ class Runtime:
         }
         record.ended_at = now
         try:
-            return await self._store_step(handle, state, self._encode(state), record)
+            return await self._store(handle, state, self._encode(state), [record])
         except SerializationError:  # the effect itself cannot be stored: no use retrying it
             return await self._commit_failure(handle, record, error)
 
@@ -859,15 +859,10 @@ class Runtime:
         record.result = None
         record.ended_at = state.updated_at = self.config.clock()
         try:
-            return await self._store_step(handle, state, self._encode(state), record)
+            return await self._store(handle, state, self._encode(state), [record])
         except SerializationError:
             record.effect = None  # the effect payload itself cannot be stored
-            return await self._store_step(handle, state, self._encode(state), record)
-
-    async def _store_step(
-        self, handle: RunHandle, state: RunState, state_json: str, record: StepRecord
-    ) -> RunHandle:
-        return await self._store(handle, state, state_json, [record])
+            return await self._store(handle, state, self._encode(state), [record])
 
     async def _store(
         self, handle: RunHandle, state: RunState, state_json: str, records: list[StepRecord]
