@@ -5,10 +5,27 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ..errors import SizeLimitError
-from .models import RunState, RunStatus, StepPlan, WaitReason
+from ..errors import SerializationError, SizeLimitError
+from .models import Effect, EffectType, RunState, RunStatus, StepPlan, WaitReason
 from .serde import encode
 from .spec import WorkflowSpec
+
+#: Column sizes of the SQL schema (``storage.sql.schema.runs``) for the fields of a run state
+#: that are also indexed columns, checked here so that every store refuses the same values:
+#: Postgres refuses longer ones and any NUL character; SQLite and memory would keep them.
+COLUMN_LIMITS: tuple[tuple[str, int, bool], ...] = (
+    # (field, most characters, required)
+    ("run_id", 64, True),
+    ("workflow_id", 255, True),
+    ("current_node", 255, False),
+    ("parent_run_id", 64, False),
+    ("actor_id", 255, False),
+    ("session_id", 255, False),
+)
+WAIT_KEY_LIMIT = 512
+
+#: Effects whose built-in handlers read ``payload['resume_to_node']``.
+_RESUMING_EFFECTS = (EffectType.WAIT_EVENT, EffectType.WAIT_UNTIL, EffectType.ASK_USER)
 
 
 def set_dotted(target: dict[str, Any], key: str, value: Any) -> None:
@@ -29,11 +46,20 @@ def check_plan(workflow: WorkflowSpec, node_id: str, plan: Any) -> str | None:
     """Why ``plan`` (returned by node ``node_id``) cannot be executed, or None when it can."""
     if not isinstance(plan, StepPlan):
         return f"node {node_id!r} returned {type(plan).__name__}, expected a StepPlan"
+    if plan.next_node is not None and not isinstance(plan.next_node, str):
+        return (
+            f"node {node_id!r} planned next_node {plan.next_node!r} of type "
+            f"{type(plan.next_node).__name__}, expected a node id (a string)"
+        )
     if plan.next_node is not None and plan.next_node not in workflow.nodes:
         return (
             f"node {node_id!r} planned next_node {plan.next_node!r}, which is not a node of "
             f"workflow {workflow.workflow_id!r}"
         )
+    if plan.effect is not None:
+        problem = _effect_problem(workflow, plan.effect)
+        if problem:
+            return f"node {node_id!r} returned {problem}"
     if plan.effect is None and plan.next_node is None and plan.complete_output is None:
         return f"node {node_id!r} returned a StepPlan with no effect, next_node or complete_output"
     if plan.complete_output is not None and not isinstance(plan.complete_output, dict):
@@ -44,9 +70,73 @@ def check_plan(workflow: WorkflowSpec, node_id: str, plan: Any) -> str | None:
     return None
 
 
+def _effect_problem(workflow: WorkflowSpec, effect: object) -> str | None:
+    """Why a planned effect cannot be performed (checked before anything is performed)."""
+    if not isinstance(effect, Effect):
+        return f"an effect of type {type(effect).__name__}, expected an Effect"
+    if not isinstance(effect.type, EffectType):
+        return f"an Effect whose type {effect.type!r} is not an EffectType"
+    if not isinstance(effect.payload, dict):
+        return (
+            f"an Effect {effect.type.value!r} whose payload is a "
+            f"{type(effect.payload).__name__}, expected a dict"
+        )
+    problem = result_key_problem(effect.result_key)
+    if problem:
+        return f"an Effect {effect.type.value!r} whose {problem}"
+    target = effect.payload.get("resume_to_node")
+    if (
+        effect.type in _RESUMING_EFFECTS
+        and isinstance(target, str)
+        and target
+        and target not in workflow.nodes
+    ):
+        return (
+            f"an Effect {effect.type.value!r} that resumes at node {target!r}, which is not a "
+            f"node of workflow {workflow.workflow_id!r}"
+        )
+    return None
+
+
+def result_key_problem(key: object) -> str | None:
+    """Why ``key`` cannot be a ``result_key`` (None, or a dotted path of non-empty parts)."""
+    if key is None:
+        return None
+    if not isinstance(key, str):
+        return f"result_key {key!r} is a {type(key).__name__}, expected a string"
+    if key and not all(key.split(".")):
+        return f"result_key {key!r} has an empty part"
+    return None
+
+
+def check_columns(state: RunState) -> None:
+    """Raise ``SerializationError`` for a field that is also an indexed column and that no
+    database column can hold: not a string, a NUL character, longer than the column."""
+    for name, limit, required in COLUMN_LIMITS:
+        _check_column(name, getattr(state, name), limit, required)
+    if state.waiting is not None:
+        _check_column("waiting.wait_key", state.waiting.wait_key, WAIT_KEY_LIMIT, False)
+
+
+def _check_column(name: str, value: object, limit: int, required: bool) -> None:
+    if value is None and not required:
+        return
+    if not isinstance(value, str):
+        reason = f"it is a {type(value).__name__}, expected a string"
+    elif "\x00" in value:
+        reason = "it holds a NUL character (\\x00), which database text columns cannot hold"
+    elif len(value) > limit:
+        reason = f"it has {len(value)} characters, over the {limit} of its column"
+    else:
+        return
+    raise SerializationError(name, reason, where="in its database column")
+
+
 def encode_state(state: RunState, max_bytes: int | None = None) -> str:
-    """The state's canonical JSON; a ``SerializationError`` names the bad key (``vars['x']``),
-    a ``SizeLimitError`` a state over ``max_bytes`` (``RuntimeConfig.max_state_bytes``)."""
+    """The state's canonical JSON; a ``SerializationError`` names the bad key (``vars['x']``)
+    or column field (``waiting.wait_key``), a ``SizeLimitError`` a state over ``max_bytes``
+    (``RuntimeConfig.max_state_bytes``)."""
+    check_columns(state)
     data = state.to_dict()
     try:
         text = encode(data, root="state")
@@ -67,10 +157,29 @@ def check_size(text: str, what: str, limit_name: str, limit: int | None) -> None
         raise SizeLimitError(what, size, limit_name, limit)
 
 
-def fail(state: RunState, error: str) -> None:
+#: The longest error text a failed run's state keeps: a node that raises an exception with a
+#: huge message must still fail within ``max_state_bytes`` instead of failing to fail.
+MAX_ERROR_CHARS = 10_000
+
+
+def clean_error(error: str) -> str:
+    """``error`` as a failed run can store it: lone surrogates escaped, at most
+    ``MAX_ERROR_CHARS`` characters."""
+    if not error.isascii():
+        error = error.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(error) > MAX_ERROR_CHARS:
+        cut = len(error) - MAX_ERROR_CHARS
+        error = f"{error[:MAX_ERROR_CHARS]}... ({cut} more characters cut)"
+    return error
+
+
+def fail(state: RunState, error: str) -> str:
+    """Mark ``state`` failed with ``error`` (cleaned by ``clean_error``); returns the error as
+    stored, for the step's ledger record."""
     state.status = RunStatus.FAILED
-    state.error = error
+    state.error = error = clean_error(error)
     state.waiting = None
+    return error
 
 
 def due_at(state: RunState, now: datetime, *, committing: bool = False) -> datetime | None:
