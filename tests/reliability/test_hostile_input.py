@@ -860,26 +860,10 @@ async def test_a_10_mb_string_is_stored_intact_or_refused_by_its_limit(store: An
         assert (await high.get_ledger(run_id))[1]["result"]["blob"] == blob
 
 
-# -- known bugs outside core (xfail: see the reason) -------------------------------------------
+# -- lookups and effects that nothing can store -------------------------------------------------
 
 
-def xfail_on(
-    backend: tuple[str, str | None], request: pytest.FixtureRequest, *names: str, reason: str
-) -> None:
-    if backend[0] in names:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
-
-
-async def test_looking_up_a_key_with_nul_finds_nothing_everywhere(
-    store: Any, backend: tuple[str, str | None], request: pytest.FixtureRequest
-) -> None:
-    xfail_on(
-        backend,
-        request,
-        "postgres",
-        reason="SqlStore.list_runs/load_run send NUL to Postgres, which refuses it with a raw "
-        "DBAPIError/StoreError; no stored key can hold NUL, so they should match nothing",
-    )
+async def test_looking_up_a_key_with_nul_finds_nothing_everywhere(store: Any) -> None:
     async with await create_scheduled_runtime(
         store=store, workflows=[PROBE], auto_start=False
     ) as sr:
@@ -891,17 +875,7 @@ async def test_looking_up_a_key_with_nul_finds_nothing_everywhere(
             await sr.get_state("run\x00id")
 
 
-async def test_snapshots_with_nul_are_refused_or_found_consistently(
-    store: Any, backend: tuple[str, str | None], request: pytest.FixtureRequest
-) -> None:
-    xfail_on(
-        backend,
-        request,
-        "postgres",
-        reason="snapshot name/description/tags and the search go to Postgres text columns, "
-        "which refuse NUL: a StoreError that looks like an outage; Snapshot should refuse NUL "
-        "(ValueError) and list() should match nothing for a NUL query",
-    )
+async def test_snapshots_with_nul_are_refused_or_found_consistently(store: Any) -> None:
     async with Runtime(store=store) as rt:
         _, state = await rt.run(PROBE)
         assert await store.snapshots.list(query="a\x00b") == []
@@ -917,13 +891,6 @@ async def test_snapshots_with_nul_are_refused_or_found_consistently(
             assert loaded is not None and loaded.name == snap.name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Runtime._perform computes the idempotency key (canonical_json of the payload) "
-    "before checking the payload, so a payload JSON cannot hold raises a raw TypeError out of "
-    "tick and leaves the run running (a worker retries it forever); fix: call _check_payload "
-    "before effect_policy.idempotency_key",
-)
 async def test_an_effect_payload_that_is_not_json_fails_the_step(store: Any) -> None:
     wf = bad_plan_workflow(
         lambda run: StepPlan("a", effect=Effect(EffectType.WAIT_EVENT, {"wait_key": "k", "s": {1}}))
@@ -935,13 +902,6 @@ async def test_an_effect_payload_that_is_not_json_fails_the_step(store: Any) -> 
         await healthy(rt, run_id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Runtime._commit_failure stores the raw error in the ledger record: an exception "
-    "message with a lone surrogate cannot be encoded, so the failure itself fails (raw "
-    "SerializationError, run left running); fix: record.error = fail(state, error), which "
-    "returns the cleaned text",
-)
 async def test_an_exception_message_with_a_lone_surrogate_fails_the_step(store: Any) -> None:
     wf = bad_plan_workflow(lambda run: _raise(ValueError("bad \ud800 text")))
     async with Runtime(store=store) as rt:

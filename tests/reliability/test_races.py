@@ -161,15 +161,6 @@ async def test_concurrent_resume_emit_and_cancel_from_several_processes(
         assert not await store.list_runs(status=RunStatus.WAITING)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Runtime.resume commits the resume, then drives the next steps; when a cancel "
-    "lands before the next commit, resume raises ConcurrentUpdateError ('nothing was "
-    "committed by this call') although the payload was delivered and recorded, so the caller "
-    "cannot tell whether to retry; fix (core/runtime.py): once _continue_after_wait has "
-    "committed, turn a ConcurrentUpdateError/RunLeasedError of the following steps into "
-    "returning the run's current state",
-)
 async def test_a_resume_that_landed_is_not_reported_as_lost(store_factory: Any) -> None:
     gate = asyncio.Event()
 

@@ -245,17 +245,9 @@ def test_cli_output_with_a_working_url_never_shows_the_password(pg_url: str) -> 
     assert_clean(started + out + err)
 
 
-# -- URLs a naive mask lets through (xfail: see the reason) ------------------------------------
+# -- URLs a naive mask lets through ---------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mask_url (storage/sql/urls.py) only hides URL.password: an unescaped '@' in the "
-    "password leaves its tail in the host part, and a password given as the ?password= query "
-    "parameter (which asyncpg and SQLAlchemy accept) is printed as is; fix: mask the query's "
-    "password (and sslpassword) too, and everything between '://user:' and the last '@' "
-    "of the authority",
-)
 @pytest.mark.parametrize(
     "url",
     [

@@ -118,6 +118,12 @@ def check_columns(state: RunState) -> None:
         _check_column("waiting.wait_key", state.waiting.wait_key, WAIT_KEY_LIMIT, False)
 
 
+def unstorable(*values: object) -> bool:
+    """Whether a lookup value can match nothing stored: a string with a NUL character, which no
+    stored key holds (``encode_state`` refuses them) and Postgres refuses to even compare."""
+    return any(isinstance(value, str) and "\x00" in value for value in values)
+
+
 def _check_column(name: str, value: object, limit: int, required: bool) -> None:
     if value is None and not required:
         return

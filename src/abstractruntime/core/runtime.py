@@ -202,7 +202,12 @@ class Runtime:
         except BaseException:
             await self._release(handle)
             raise
-        return (await self._drive(workflow, handle, max_steps)).state
+        try:
+            return (await self._drive(workflow, handle, max_steps)).state
+        except (ConcurrentUpdateError, RunLeasedError):
+            # The resume itself is committed; a cancel, a restore or another worker took the
+            # run over before its next step did. Report where the run is, not a lost resume.
+            return await self.get_state(run_id)
 
     async def run(
         self,
@@ -729,6 +734,11 @@ class Runtime:
         effect = plan.effect
         assert effect is not None
         record.effect = effect.to_dict()
+        name = effect.type.value
+        try:  # an effect that could not be recorded is not performed at all
+            self._check_payload(effect.payload, f"the payload of effect {name!r}")
+        except SerializationError as exc:
+            return f"node {record.node_id!r}: {exc}", False
         if retry is not None:  # the same effect again: same key, next attempt number
             record.attempt = int(retry.get("attempt", 0)) + 1
             record.idempotency_key = retry.get("idempotency_key")
@@ -736,11 +746,6 @@ class Runtime:
             record.idempotency_key = self.effect_policy.idempotency_key(
                 run=state, node_id=record.node_id, effect=effect
             )
-        name = effect.type.value
-        try:  # an effect that could not be recorded is not performed at all
-            self._check_payload(effect.payload, f"the payload of effect {name!r}")
-        except SerializationError as exc:
-            return f"node {record.node_id!r}: {exc}", False
         handler = self._handlers.get(effect.type)
         if handler is None and effect.type is not EffectType.START_SUBWORKFLOW:
             return (
@@ -853,7 +858,7 @@ class Runtime:
     async def _commit_failure(self, handle: RunHandle, record: StepRecord, error: str) -> RunHandle:
         """A failed step is atomic: the run keeps its last committed state, marked failed."""
         state = RunState.from_dict(decode(handle.state_json))
-        fail(state, error)
+        error = fail(state, error)  # as stored: capped, lone surrogates escaped
         record.status = StepStatus.FAILED
         record.error = error
         record.result = None

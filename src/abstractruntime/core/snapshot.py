@@ -62,6 +62,9 @@ class Snapshot:
             raise ValueError(f"a snapshot name has at most {MAX_NAME_LENGTH} characters")
         if self.description is not None and not isinstance(self.description, str):
             raise TypeError("a snapshot description must be a string")
+        for what, text in (("name", self.name), ("description", self.description)):
+            if text is not None and "\x00" in text:
+                raise ValueError(f"a snapshot {what} cannot hold a NUL character (\\x00)")
         self.tags = _clean_tags(self.tags)
         self.created_at = to_utc(self.created_at)
         self.updated_at = to_utc(self.updated_at)
@@ -174,6 +177,8 @@ def _clean_tags(tags: Iterable[str]) -> list[str]:
         if not isinstance(tag, str):
             raise TypeError(f"snapshot tags must be strings, got {type(tag).__name__}")
         text = tag.strip()
+        if "\x00" in text:
+            raise ValueError("a snapshot tag cannot hold a NUL character (\\x00)")
         if max(len(text), len(fold(text))) > MAX_TAG_LENGTH:
             raise ValueError(f"a snapshot tag has at most {MAX_TAG_LENGTH} characters")
         if text and fold(text) not in seen:

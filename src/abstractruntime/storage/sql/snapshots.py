@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ...core.kernel import unstorable
 from ...core.serde import decode, encode, to_utc, utc_now
 from ...core.snapshot import Snapshot, fold
 from .schema import RawJSON, snapshot_tags, snapshots
@@ -135,6 +136,8 @@ class SqlSnapshotStore:
 
     async def load(self, snapshot_id: str) -> Snapshot | None:
         """The snapshot, or None when unknown."""
+        if unstorable(snapshot_id):
+            return None
         store = self._store
         await store._ensure_ready()
         query = sa.select(*_COLUMNS).where(snapshots.c.snapshot_id == snapshot_id)
@@ -144,6 +147,8 @@ class SqlSnapshotStore:
 
     async def delete(self, snapshot_id: str) -> bool:
         """Delete it and its tags; whether it existed."""
+        if unstorable(snapshot_id):
+            return False
         store = self._store
         await store._ensure_ready()
         async with store._reaching("cannot delete a snapshot in"), store._write() as conn:
@@ -166,6 +171,8 @@ class SqlSnapshotStore:
         limit: int | None = 100,
     ) -> builtins.list[Snapshot]:
         """Snapshots passing every filter, newest first (see ``SnapshotStore.list``)."""
+        if unstorable(run_id, tag, query):
+            return []
         store = self._store
         await store._ensure_ready()
         select = list_query(run_id=run_id, tag=tag, query=query, limit=limit)

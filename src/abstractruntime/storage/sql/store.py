@@ -29,7 +29,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from ...core.kernel import due_at
+from ...core.kernel import due_at, unstorable
 from ...core.ledger import chain_records
 from ...core.models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
 from ...core.serde import canonical_json, decode
@@ -206,7 +206,7 @@ class SqlStore:
     def __init__(self, url: str | URL, **engine_kwargs: Any) -> None:
         self.url = parse_url(url)
         self.dialect = self.url.get_backend_name()
-        self._masked = mask_url(self.url)
+        self._masked = mask_url(url)  # the text as given: the parsed URL may hide a bad spelling
         self._memory = self.dialect == "sqlite" and self.url.database in (None, "", ":memory:")
         #: A SQLite file on read-only media: opened read-only, so that what it holds stays
         #: readable (writes fail with a StoreError saying so).
@@ -502,6 +502,8 @@ class SqlStore:
         )
 
     async def load_run(self, run_id: str) -> RunHandle:
+        if unstorable(run_id):
+            raise RunNotFoundError(run_id)
         await self._ensure_ready()
         query = sa.select(*_HANDLE_COLUMNS).where(runs.c.run_id == run_id)
         async with self._reaching("cannot read"), self.engine.connect() as conn:
@@ -525,6 +527,8 @@ class SqlStore:
     async def claim_run(
         self, run_id: str, owner: str, now: datetime, lease_until: datetime
     ) -> RunHandle:
+        if unstorable(run_id):
+            raise RunNotFoundError(run_id)
         await self._ensure_ready()
         if self._pg is not None:
             async with self._pg_reaching("cannot claim a run in"):
@@ -806,13 +810,15 @@ class SqlStore:
             await conn.execute(stmt)
 
     async def get_ledger(self, run_id: str) -> list[dict[str, Any]]:
+        if unstorable(run_id):
+            raise RunNotFoundError(run_id)
         await self._ensure_ready()
         query = (
             sa.select(sa.cast(ledger.c.record, sa.Text))
             .where(ledger.c.run_id == run_id)
             .order_by(ledger.c.seq)
         )
-        async with self.engine.connect() as conn:
+        async with self._reaching("cannot read"), self.engine.connect() as conn:
             texts = (await conn.execute(query)).scalars().all()
             if not texts:
                 exists = await conn.scalar(sa.select(sa.literal(1)).where(runs.c.run_id == run_id))
@@ -872,6 +878,8 @@ class SqlStore:
         parent_run_id: str | None = None,
         limit: int = 100,
     ) -> list[RunState]:
+        if unstorable(workflow_id, wait_key, parent_run_id):
+            return []
         await self._ensure_ready()
         query = sa.select(sa.cast(runs.c.state, sa.Text))
         if status is not None:
@@ -885,11 +893,13 @@ class SqlStore:
         if parent_run_id is not None:
             query = query.where(runs.c.parent_run_id == parent_run_id)
         query = query.order_by(runs.c.updated_at.desc(), runs.c.run_id).limit(limit)
-        async with self.engine.connect() as conn:
+        async with self._reaching("cannot read"), self.engine.connect() as conn:
             texts = (await conn.execute(query)).scalars().all()
         return [RunState.from_dict(decode(text)) for text in texts]
 
     async def find_effect(self, run_id: str, idempotency_key: str) -> dict[str, Any] | None:
+        if unstorable(run_id, idempotency_key):
+            return None
         await self._ensure_ready()
         query = find_effect_query(run_id, idempotency_key)
         async with self._reaching("cannot read"), self.engine.connect() as conn:
