@@ -83,7 +83,7 @@ async def watch(url: str, seconds: float) -> tuple[int, int]:
             url,
             "worker",
             "--app",
-            "benchmarks.app:registry",
+            "benchmarks.app:app",
             "--poll-interval",
             "0.1",
         ],

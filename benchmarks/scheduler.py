@@ -9,7 +9,8 @@ scratch databases next to). Prints one JSON line per measurement, then a table.
   new runnable run; we time until an idle scheduler has executed its first step. With Postgres
   LISTEN/NOTIFY, and with polling only (poll interval 1 s; 0.1 s too), on Postgres and SQLite.
 - throughput: 1, 2 and 4 `abstractruntime worker` processes on one Postgres database drive
-  pre-started runs of a 10-step chain; steps per second from first claim to last completion.
+  pre-started runs of a 10-step chain whose every node performs a (trivial) effect, so every
+  step commits; steps per second from first claim to last completion.
   Rounds are interleaved (1, 2, 4, 1, 2, 4, ...) since this machine's speed drifts.
 """
 
@@ -36,7 +37,7 @@ from sqlalchemy.engine import make_url
 
 from abstractruntime import Runtime, create_scheduled_runtime
 from abstractruntime.storage import SqlStore
-from benchmarks.app import CHAIN, FIRST_STEP_AT, STEPS
+from benchmarks.app import CHAIN, EFFECTS, FIRST_STEP_AT, STEPS
 
 ROOT = Path(__file__).resolve().parents[1]
 EXE = str(Path(sys.executable).with_name("abstractruntime"))
@@ -81,7 +82,11 @@ async def wake_latency(url: str, *, listen: bool, poll_s: float, samples: int) -
     """ms from a run's commit by another pool until an idle scheduler ran its first step."""
     producer = SqlStore(url)
     sr = await create_scheduled_runtime(
-        database_url=url, workflows=[CHAIN], poll_interval_s=poll_s, auto_start=False
+        database_url=url,
+        workflows=[CHAIN],
+        effect_handlers=EFFECTS,
+        poll_interval_s=poll_s,
+        auto_start=False,
     )
     sr.scheduler.listen = listen
     await sr.scheduler.start()
@@ -115,7 +120,7 @@ def start_workers(url: str, n: int, log_dir: Path) -> list[subprocess.Popen[byte
                         url,
                         "worker",
                         "--app",
-                        "benchmarks.app:registry",
+                        "benchmarks.app:app",
                         "--poll-interval",
                         "0.2",
                         "--max-concurrency",
