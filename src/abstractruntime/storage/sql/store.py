@@ -24,7 +24,7 @@ import anyio.to_thread
 import asyncpg
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
@@ -206,7 +206,9 @@ class SqlStore:
     def __init__(self, url: str | URL, **engine_kwargs: Any) -> None:
         self.url = parse_url(url)
         self.dialect = self.url.get_backend_name()
-        self._masked = mask_url(url)  # the text as given: the parsed URL may hide a bad spelling
+        # Masked from the text as given (a parsed URL may hide a bad spelling of the password),
+        # shown with the driver actually used.
+        self._masked = mask_url(make_url(mask_url(url)).set(drivername=self.url.drivername))
         self._memory = self.dialect == "sqlite" and self.url.database in (None, "", ":memory:")
         #: A SQLite file on read-only media: opened read-only, so that what it holds stays
         #: readable (writes fail with a StoreError saying so).
