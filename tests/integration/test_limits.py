@@ -106,6 +106,34 @@ async def test_an_effect_payload_that_cannot_be_recorded_is_not_performed(store:
     assert "the payload of effect 'llm_call' cannot be stored" in (state.error or "")
 
 
+async def test_a_ledger_record_over_the_limit_fails_the_step_naming_it(store: Any) -> None:
+    def echo(run: RunState, effect: Effect, next_node: str | None) -> EffectOutcome:
+        return EffectOutcome.completed({"echo": effect.payload["prompt"]})
+
+    def node(run: RunState, ctx: Any) -> StepPlan:  # payload and result each under 2048
+        return StepPlan(
+            node_id="n",
+            effect=Effect(EffectType.LLM_CALL, {"prompt": "p" * 1200}, result_key="r"),
+            next_node="done",
+        )
+
+    wf = WorkflowSpec(
+        "big_record",
+        "n",
+        {"n": node, "done": lambda run, ctx: StepPlan(node_id="done", complete_output={})},
+    )
+    config = RuntimeConfig(max_payload_bytes=2048, max_record_bytes=2048)
+    rt = Runtime(store=store, config=config, effect_handlers={EffectType.LLM_CALL: echo})
+    run_id, state = await rt.run(wf)
+    assert state.status is RunStatus.FAILED
+    assert "the ledger record of node 'n' cannot be stored" in (state.error or "")
+    assert "RuntimeConfig.max_record_bytes = 2048 bytes" in (state.error or "")
+    ledger = await rt.get_ledger(run_id)
+    assert [(r["status"], r["result"]) for r in ledger] == [("failed", None)]
+    ok = Runtime(store=store, effect_handlers={EffectType.LLM_CALL: echo})  # default limits
+    assert (await ok.run(wf))[1].status is RunStatus.COMPLETED
+
+
 def test_limits_are_validated() -> None:
     with pytest.raises(ValueError, match="at least 1024"):
         RuntimeConfig(max_state_bytes=10)

@@ -37,6 +37,8 @@ class RuntimeConfig:
             store a larger one fails, naming this limit; ``start`` refuses such vars.
         max_payload_bytes: the largest effect payload, effect result or resume payload (JSON):
             an effect over it fails its step; ``resume`` refuses such a payload.
+        max_record_bytes: the largest ledger record (its JSON: the effect, its result, the
+            error...): a step whose record is larger fails, naming this limit.
     """
 
     max_steps: int = 100
@@ -47,6 +49,7 @@ class RuntimeConfig:
     max_batch_s: float = 0.1
     max_state_bytes: int = 16 * 1024 * 1024
     max_payload_bytes: int = 8 * 1024 * 1024
+    max_record_bytes: int = 16 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if self.lease_s <= 0:
@@ -57,5 +60,7 @@ class RuntimeConfig:
             raise ValueError("max_batched_steps must be at least 1 (1: commit every step)")
         if self.max_batch_s < 0:
             raise ValueError("max_batch_s cannot be negative")
-        if self.max_state_bytes < 1024 or self.max_payload_bytes < 1024:
-            raise ValueError("max_state_bytes and max_payload_bytes must be at least 1024")
+        if min(self.max_state_bytes, self.max_payload_bytes, self.max_record_bytes) < 1024:
+            raise ValueError(
+                "max_state_bytes, max_payload_bytes and max_record_bytes must be at least 1024"
+            )

@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from .kernel import check_size
 from .models import StepRecord
 from .serde import encode
 
@@ -20,21 +21,32 @@ _UNHASHED = ("record_hash", "signature")
 
 def compute_record_hash(record: Mapping[str, Any]) -> str:
     body = {key: value for key, value in record.items() if key not in _UNHASHED}
-    return hashlib.sha256(encode(body, root="record").encode("utf-8")).hexdigest()
+    return _sha256(encode(body, root="record"))
 
 
 def chain_records(
-    records: Sequence[StepRecord], head: str | None
+    records: Sequence[StepRecord], head: str | None, max_bytes: int | None = None
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Link ``records`` onto ``head``: fills their hashes, returns their dicts and the new head."""
+    """Link ``records`` onto ``head``: fills their hashes, returns their dicts and the new head.
+
+    A record over ``max_bytes`` (``RuntimeConfig.max_record_bytes``) is a ``SizeLimitError``.
+    """
     out = []
     for record in records:
         record.prev_hash = head
         record.record_hash = None
         data = record.to_dict()
-        head = record.record_hash = data["record_hash"] = compute_record_hash(data)
+        body = {key: value for key, value in data.items() if key not in _UNHASHED}
+        text = encode(body, root="record")
+        what = f"the ledger record of node {record.node_id!r}"
+        check_size(text, what, "max_record_bytes", max_bytes)
+        head = record.record_hash = data["record_hash"] = _sha256(text)
         out.append(data)
     return out, head
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class LedgerVerifier:

@@ -884,6 +884,7 @@ class Runtime:
                 [*handle.pending, *records],
                 now=now,
                 lease_until=lease_until,
+                max_record_bytes=self.config.max_record_bytes,
             )
         )
         crash_point("after_commit")

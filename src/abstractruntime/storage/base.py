@@ -188,6 +188,7 @@ class Store(Protocol):
         *,
         now: datetime,
         lease_until: datetime | None = None,
+        max_record_bytes: int | None = None,
     ) -> RunHandle:
         """Atomically store ``state`` and append ``records`` (hash-chained onto ``handle.head``).
 

@@ -273,12 +273,13 @@ class MemoryStore:
         *,
         now: datetime,
         lease_until: datetime | None = None,
+        max_record_bytes: int | None = None,
     ) -> RunHandle:
         run_id = state.run_id
         stored = self._get(run_id)
         if stored.version != handle.version:
             raise ConcurrentUpdateError(run_id, handle.version)
-        dicts, head = chain_records(records, handle.head)
+        dicts, head = chain_records(records, handle.head, max_record_bytes)
         self.ledger_store._records[run_id].extend(canonical_json(d) for d in dicts)
         stored.state_json = state_json
         stored.state = RunState.from_dict(decode(state_json))

@@ -617,11 +617,12 @@ class SqlStore:
         *,
         now: datetime,
         lease_until: datetime | None = None,
+        max_record_bytes: int | None = None,
     ) -> RunHandle:
         await self._ensure_ready()
         run_id = state.run_id
         # Chain before writing: a record that cannot be encoded raises before the transaction.
-        dicts, head = chain_records(records, handle.head)
+        dicts, head = chain_records(records, handle.head, max_record_bytes)
         rows = [
             {
                 "run_id": run_id,
