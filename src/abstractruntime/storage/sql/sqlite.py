@@ -110,7 +110,7 @@ class SqliteWriter:
     # -- the writer thread --------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
+        conn = sqlite3.connect(  # blocking-ok: runs on the writer thread, never the loop
             self.path, isolation_level=None, check_same_thread=False, uri=self.uri
         )
         conn.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
