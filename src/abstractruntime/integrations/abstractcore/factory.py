@@ -212,7 +212,7 @@ async def create_local_runtime(
         store=store,
         database_url=database_url,
         llm=llm,
-        llm_closer=None,
+        llm_closer=llm.aclose,
         tool_executor=tools,
         effect_policy=effect_policy,
         runtime_kwargs=runtime_kwargs,

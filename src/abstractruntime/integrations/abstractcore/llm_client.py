@@ -621,6 +621,21 @@ class LocalAbstractCoreLLMClient:
                 self._llm = core.create_llm(self.provider, model=self.model, **self._kwargs)
             return self._llm
 
+    async def aclose(self) -> None:
+        """Close the provider's HTTP clients, if it made any (AbstractCore's providers keep an
+        ``httpx`` client open for their lifetime and have no close of their own)."""
+        llm, self._llm = self._llm, None
+        if llm is None:
+            return
+        close = getattr(getattr(llm, "client", None), "close", None)
+        if callable(close):
+            await anyio.to_thread.run_sync(close)
+        # From the instance's own attributes: never make a lazily built client just to close it.
+        async_client = getattr(llm, "__dict__", {}).get("async_client")
+        aclose = getattr(async_client, "aclose", None)
+        if callable(aclose):
+            await aclose()
+
     def _generate_blocking(
         self,
         prompt: str | None,
@@ -684,9 +699,6 @@ class LocalAbstractCoreLLMClient:
             raise
         except Exception as exc:
             raise _local_error(exc, self.provider, self.model) from exc
-
-    async def aclose(self) -> None:
-        """Nothing to close: the provider lives as long as the client."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(provider={self.provider!r}, model={self.model!r})"

@@ -19,7 +19,8 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import anyio
@@ -202,15 +203,36 @@ class MappingToolExecutor:
 
 
 class AbstractCoreToolExecutor:
-    """Runs tool calls with AbstractCore's global tool registry (``@tool`` functions).
+    """Runs tool calls with AbstractCore's tool machinery.
+
+    Args:
+        tools: the tools to offer (``@tool`` functions, plain functions or AbstractCore
+            ``ToolDefinition``s), registered in a ``ToolRegistry`` of this executor's own; without
+            them, AbstractCore's global registry (``register_tool``, which AbstractCore 2.x
+            deprecates in favour of passing tools explicitly).
 
     The registry is synchronous: it runs in a worker thread. Constructing the executor checks
     that ``abstractcore`` is installed (``AbstractCoreNotInstalledError`` names the install
     command otherwise).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, tools: Iterable[Any] | None = None) -> None:
         require_abstractcore(type(self).__name__)
+        self._tools = list(tools or [])
+        self._registry: Any = None
+        self._lock = threading.Lock()  # worker threads may race to build the registry
+
+    def _get_registry(self, registry_module: Any) -> Any:
+        """This executor's registry of ``tools``, or the global one's module functions."""
+        if not self._tools:
+            return registry_module
+        with self._lock:
+            if self._registry is None:
+                registry = registry_module.ToolRegistry()
+                for tool in self._tools:
+                    registry.register(tool)
+                self._registry = registry
+            return self._registry
 
     async def execute(self, *, tool_calls: list[dict[str, Any]]) -> dict[str, Any]:
         """Run the calls through ``abstractcore.tools.registry.execute_tools``."""
@@ -238,7 +260,8 @@ class AbstractCoreToolExecutor:
             )
             for i in runnable
         ]
-        outcomes = list(registry.execute_tools(core_calls)) if core_calls else []
+        executor = self._get_registry(registry)
+        outcomes = list(executor.execute_tools(core_calls)) if core_calls else []
         for index, outcome in zip(runnable, outcomes, strict=False):
             call = calls[index]
             success = bool(getattr(outcome, "success", False))
