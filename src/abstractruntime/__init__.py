@@ -8,6 +8,7 @@ from __future__ import annotations
 from .core.artifacts import artifact_ref, get_artifact_id, is_artifact_ref, resolve_artifact
 from .core.config import RuntimeConfig
 from .core.effects import EffectOutcome
+from .core.identity import ActorFingerprint
 from .core.ledger import verify_ledger_chain
 from .core.models import (
     Effect,
@@ -50,6 +51,7 @@ from .scheduler import ScheduledRuntime, Scheduler, SchedulerStats, create_sched
 
 __all__ = [
     "AbstractRuntimeError",
+    "ActorFingerprint",
     "ArtifactNotFoundError",
     "ConcurrentUpdateError",
     "DefaultEffectPolicy",
