@@ -51,6 +51,16 @@ from .urls import mask_url, parse_url
 
 logger = logging.getLogger("abstractruntime.storage")
 
+#: What the drivers raise for a constraint violation (a duplicate run id, a ledger position
+#: taken): callers turn them into their own errors.
+_CONSTRAINT_ERRORS = (
+    IntegrityError,
+    asyncpg.IntegrityConstraintViolationError,
+    sqlite3.IntegrityError,
+)
+#: What the drivers (and the network under them) raise when the database fails.
+_DRIVER_ERRORS = (OSError, DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError, sqlite3.Error)
+
 T = TypeVar("T")
 
 #: ``PRAGMA application_id`` of SQLite files this store created (ASCII "ARt1"): such a file is
@@ -304,12 +314,14 @@ class SqlStore:
 
     @contextlib.asynccontextmanager
     async def _reaching(self, what: str) -> AsyncIterator[None]:
-        """Turn driver and network failures into a ``StoreError`` naming the (masked) database."""
+        """The one boundary where failures of any driver (SQLAlchemy's, raw asyncpg, sqlite3)
+        and of the network become a ``StoreError`` naming the (masked) database. Constraint
+        violations pass through: the caller knows what they mean."""
         try:
             yield
-        except (OSError, DBAPIError) as exc:
-            if isinstance(exc, IntegrityError):
-                raise
+        except _CONSTRAINT_ERRORS:
+            raise
+        except _DRIVER_ERRORS as exc:
             reason = getattr(exc, "orig", None) or exc
             raise StoreError(f"{what} {self._masked}: {reason}") from exc
 
@@ -441,10 +453,9 @@ class SqlStore:
 
     # -- the Store interface ------------------------------------------------------------------
 
-    async def _notify(self, conn: AsyncConnection, run_id: str) -> None:
-        """Wake idle Postgres workers at commit (NOTIFY is transactional); SQLite polls."""
-        if self.dialect == "postgresql":
-            await conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, run_id)))
+    # The SQLAlchemy statements after each hot path below serve the one case without one: an
+    # in-memory SQLite database (a second connection would see another database). Postgres
+    # always takes ``postgres.py``, which also NOTIFYs; SQLite files take ``sqlite.py``.
 
     async def create_run(
         self,
@@ -469,7 +480,7 @@ class SqlStore:
         )
         if self._pg is not None:
             try:
-                async with self._pg_reaching("cannot create a run in"):
+                async with self._reaching("cannot create a run in"):
                     await self._pg.create_run(
                         state.run_id,
                         state.created_at,
@@ -495,8 +506,6 @@ class SqlStore:
         try:
             async with self._reaching("cannot create a run in"), self._write() as conn:
                 await conn.execute(runs.insert().values(values))
-                if lease is None and due is not None:
-                    await self._notify(conn, state.run_id)
         except IntegrityError as exc:
             raise ValueError(f"run {state.run_id!r} already exists") from exc
         return RunHandle(
@@ -533,7 +542,7 @@ class SqlStore:
             raise RunNotFoundError(run_id)
         await self._ensure_ready()
         if self._pg is not None:
-            async with self._pg_reaching("cannot claim a run in"):
+            async with self._reaching("cannot claim a run in"):
                 claimed = await self._pg.claim_run(run_id, owner, now, lease_until)
             if claimed is None:
                 raise RunNotFoundError(run_id)
@@ -587,7 +596,7 @@ class SqlStore:
     ) -> list[RunHandle]:
         await self._ensure_ready()
         if self._pg is not None:
-            async with self._pg_reaching("cannot claim runs in"):
+            async with self._reaching("cannot claim runs in"):
                 rows = await self._pg.claim_due(owner, now, lease_until, limit, workflow_ids)
             return [_handle_of(tuple(row), owner) for row in rows]
         if self._sqlite is not None:
@@ -681,7 +690,10 @@ class SqlStore:
             .values({**values, "version": runs.c.version + 1})
         )
         try:
-            async with self._write() as conn:
+            async with (
+                self._reaching(f"could not commit a step of run {run_id!r} to"),
+                self._write() as conn,
+            ):
                 result = await conn.execute(update)
                 if result.rowcount != 1:
                     exists = await conn.scalar(
@@ -692,38 +704,17 @@ class SqlStore:
                     raise ConcurrentUpdateError(run_id, handle.version)
                 if rows:
                     await conn.execute(ledger.insert(), rows)
-                if notify:
-                    await self._notify(conn, run_id)
                 if parent:
                     await self._mark_parent_due(conn, parent, now)
         except IntegrityError as exc:  # a (run_id, seq) clash: someone else appended first
             raise ConcurrentUpdateError(run_id, handle.version) from exc
-        except (OSError, DBAPIError) as exc:
-            reason = getattr(exc, "orig", None) or exc
-            raise StoreError(f"could not commit a step of run {run_id!r}: {reason}") from exc
         return committed
 
-    @contextlib.asynccontextmanager
-    async def _pg_reaching(self, what: str) -> AsyncIterator[None]:
-        """asyncpg's failures as a ``StoreError`` naming the (masked) database; constraint
-        violations are left to the caller, who knows what they mean."""
-        try:
-            yield
-        except asyncpg.IntegrityConstraintViolationError:
-            raise
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise StoreError(f"{what} {self._masked}: {exc}") from exc
-
     async def _sqlite_write(self, what: str, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` on the writer thread; a failure of SQLite itself is a ``StoreError``
-        (an ``IntegrityError`` is left to the caller, who knows what it means)."""
+        """Run ``fn`` on the writer thread (failures mapped by ``_reaching``)."""
         assert self._sqlite is not None
-        try:
+        async with self._reaching(what):
             return await self._sqlite.run(fn)
-        except sqlite3.IntegrityError:
-            raise
-        except sqlite3.Error as exc:
-            raise StoreError(f"{what} {self._masked}: {exc}") from exc
 
     async def _pg_commit_step(
         self,
@@ -737,7 +728,7 @@ class SqlStore:
         assert self._pg is not None
         run_id = handle.state.run_id
         try:
-            async with self._pg_reaching(f"could not commit a step of run {run_id!r} to"):
+            async with self._reaching(f"could not commit a step of run {run_id!r} to"):
                 if await self._pg.commit_step(
                     run_id, handle.version, values, rows, notify=notify, parent_due=parent_due
                 ):
@@ -754,7 +745,7 @@ class SqlStore:
     ) -> None:
         """A child ended: make its waiting parent due (bumping its version, so a worker that
         holds the parent and is about to release it keeps it due)."""
-        result = await conn.execute(
+        await conn.execute(
             runs.update()
             .where(
                 runs.c.run_id == parent_run_id,
@@ -763,14 +754,12 @@ class SqlStore:
             )
             .values(due_at=now, version=runs.c.version + 1)
         )
-        if result.rowcount:
-            await self._notify(conn, parent_run_id)
 
     async def release(self, handle: RunHandle, *, now: datetime) -> None:
         await self._ensure_ready()
         due = due_at(handle.state, now)
         if self._pg is not None:
-            async with self._pg_reaching("cannot release a run in"):
+            async with self._reaching("cannot release a run in"):
                 await self._pg.release(handle.state.run_id, handle.owner, handle.version, due)
             return
         if self._sqlite is not None:
@@ -787,16 +776,14 @@ class SqlStore:
             .values(lease_owner=None, lease_expires_at=None, due_at=new_due)
         )
         async with self._reaching("cannot release a run in"), self._write() as conn:
-            result = await conn.execute(stmt)
-            if result.rowcount and due is not None:
-                await self._notify(conn, handle.state.run_id)
+            await conn.execute(stmt)
 
     async def renew(self, owner: str, run_ids: Sequence[str], lease_until: datetime) -> None:
         if not run_ids:
             return
         await self._ensure_ready()
         if self._pg is not None:
-            async with self._pg_reaching("cannot renew leases in"):
+            async with self._reaching("cannot renew leases in"):
                 await self._pg.renew(owner, run_ids, lease_until)
             return
         if self._sqlite is not None:
