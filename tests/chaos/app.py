@@ -21,6 +21,7 @@ from abstractruntime import (
     StepPlan,
     WorkflowSpec,
 )
+from tests.chaos.trace import append_line
 
 LOG_ENV = "CHAOS_EFFECT_LOG"
 EFFECT_NODES = {"chaos_main": ("a", "f"), "chaos_child": ("c0",)}
@@ -40,12 +41,7 @@ def perform(run: RunState, effect: Effect, next_node: str | None) -> EffectOutco
     path = os.environ[LOG_ENV]
     node = run.current_node or "?"
     before = sum(1 for r, n, _ in executions(path) if (r, n) == (run.run_id, node))
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, f"{run.run_id} {node} {os.getpid()}\n".encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    append_line(path, f"{run.run_id} {node} {os.getpid()}")
     if effect.payload.get("flaky") and before == 0:
         return EffectOutcome.failed("flaky service: 503 on the first try", retryable=True)
     return EffectOutcome.completed({"node": node, "attempt": before + 1})

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from typing import Any
 
@@ -19,6 +18,7 @@ from abstractruntime import (
     WorkflowSpec,
 )
 from abstractruntime.storage import SqlStore
+from tests.chaos.trace import append_line
 
 LEASE_S = 0.5
 
@@ -42,12 +42,7 @@ def recorder(path: str) -> Any:
     """An effect that leaves a durable trace of every execution (a payment, say)."""
 
     def charge(run: RunState, effect: Effect, next_node: str | None) -> EffectOutcome:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, f"{run.run_id}\n".encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_line(path, run.run_id)
         return EffectOutcome.completed({"charged": effect.payload["charge"]})
 
     return charge

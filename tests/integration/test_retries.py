@@ -31,24 +31,12 @@ from abstractruntime import (
     verify_ledger_chain,
 )
 from abstractruntime.storage import SqlStore
+from tests.integration.test_runtime import FakeClock
 from tests.integration.test_scheduler import wait_for
 from tests.workflows import counter, llm_agent_step, waiter
 
 ROOT = Path(__file__).resolve().parents[2]
 StoreFactory = Callable[[], Any]
-
-
-class Clock:
-    """A clock the test moves by hand: backoffs are exact and nothing sleeps."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 class Flaky:
@@ -69,7 +57,7 @@ class Flaky:
         return EffectOutcome.completed({"content": "hello"})
 
 
-def runtime(store: Any, handler: Flaky, policy: Any, clock: Clock | None = None) -> Runtime:
+def runtime(store: Any, handler: Flaky, policy: Any, clock: FakeClock | None = None) -> Runtime:
     config = RuntimeConfig(clock=clock) if clock else None
     return Runtime(
         store=store,
@@ -80,7 +68,7 @@ def runtime(store: Any, handler: Flaky, policy: Any, clock: Clock | None = None)
 
 
 async def test_retryable_failures_back_off_then_succeed(store: Any) -> None:
-    clock, flaky = Clock(), Flaky(2)
+    clock, flaky = FakeClock(), Flaky(2)
     rt = runtime(store, flaky, RetryPolicy(backoff_base=10, backoff_max=15), clock)
     wf = llm_agent_step()
 
@@ -126,7 +114,7 @@ async def test_retryable_failures_back_off_then_succeed(store: Any) -> None:
 
 
 async def test_the_last_attempt_fails_the_run_with_the_last_error(store: Any) -> None:
-    clock, flaky = Clock(), Flaky(99, raises=True)  # exceptions count as retryable
+    clock, flaky = FakeClock(), Flaky(99, raises=True)  # exceptions count as retryable
     rt = runtime(store, flaky, RetryPolicy(llm_max_attempts=3, backoff_base=1), clock)
     run_id, state = await rt.run(llm_agent_step())
     for _ in range(2):

@@ -32,11 +32,16 @@ StoreFactory = Callable[[], Any]
 
 
 class FakeClock:
+    """A clock the test moves by hand: timers and leases are exact and nothing sleeps."""
+
     def __init__(self) -> None:
         self.now = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 
     def __call__(self) -> datetime:
         return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
 
 
 async def test_quick_start_ask_user_pause_and_resume(store_factory: StoreFactory) -> None:
