@@ -4,6 +4,8 @@
     ├── RunNotFoundError (KeyError)       no run has that id
     ├── SnapshotNotFoundError (KeyError)  no snapshot has that id
     ├── ArtifactNotFoundError (KeyError)  no artifact has that id (content hash)
+    ├── RunExistsError (ValueError)       start() with a run id that is taken
+    ├── InvalidArgumentError (ValueError) a caller's argument is wrong (checked before any I/O)
     ├── WaitKeyMismatchError (ValueError) resume() named a wait key the run is not waiting on
     ├── RunNotWaitingError (ValueError)   resume() on a run that is not waiting
     ├── ConcurrentUpdateError             another runtime committed a step of this run first
@@ -57,6 +59,21 @@ class ArtifactNotFoundError(AbstractRuntimeError, KeyError):
 
     def __str__(self) -> str:
         return f"unknown artifact {self.artifact_id!r}"
+
+
+class RunExistsError(AbstractRuntimeError, ValueError):
+    """A run with this id exists already (``start(run_id=...)``, a fork, a subworkflow)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(run_id)
+        self.run_id = run_id
+
+    def __str__(self) -> str:
+        return f"run {self.run_id!r} already exists; pick another run id"
+
+
+class InvalidArgumentError(AbstractRuntimeError, ValueError):
+    """An argument of a call is wrong (a type, a range, a malformed value); nothing was done."""
 
 
 class WaitKeyMismatchError(AbstractRuntimeError, ValueError):

@@ -14,6 +14,7 @@ from abstractruntime import (
     Effect,
     EffectOutcome,
     EffectType,
+    RunExistsError,
     RunLeasedError,
     RunNotWaitingError,
     RunState,
@@ -356,6 +357,15 @@ async def test_unknown_run_raises_key_error(store: Any) -> None:
         await rt.get_ledger("nope")
     with pytest.raises(KeyError):
         await rt.tick(workflow=APPROVAL, run_id="nope")
+
+
+async def test_a_taken_run_id_raises_run_exists_and_keeps_the_first_run(store: Any) -> None:
+    rt = Runtime(store=store)
+    await rt.start(workflow=APPROVAL, run_id="r1", vars={"first": True})
+    with pytest.raises(RunExistsError, match="run 'r1' already exists"):
+        await rt.start(workflow=APPROVAL, run_id="r1", vars={"first": False})
+    assert (await rt.get_state("r1")).vars == {"first": True}
+    assert await rt.get_ledger("r1") == []
 
 
 async def test_tick_with_another_workflow_is_refused(store: Any) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import (
     ConcurrentUpdateError,
+    RunExistsError,
     RunLeasedError,
     RunNotFoundError,
     RunNotWaitingError,
@@ -924,7 +925,7 @@ class Runtime:
             child_handle = self._track(
                 await self.store.create_run(child, self._encode(child), lease=lease)
             )
-        except ValueError:  # this step ran before and died before committing: same child
+        except RunExistsError:  # this step ran before and died before committing: same child
             if run_async:
                 return EffectOutcome.completed({"sub_run_id": child_id})
             try:

@@ -29,6 +29,7 @@ from ..core.snapshot import Snapshot
 from ..errors import (
     ArtifactNotFoundError,
     ConcurrentUpdateError,
+    RunExistsError,
     RunLeasedError,
     RunNotFoundError,
 )
@@ -202,7 +203,7 @@ class MemoryStore:
     ) -> RunHandle:
         runs = self.run_store._runs
         if state.run_id in runs:
-            raise ValueError(f"run {state.run_id!r} already exists")
+            raise RunExistsError(state.run_id)
         copy = RunState.from_dict(decode(state_json))
         stored = _StoredRun(state_json, copy, 0, 0, None, due_at(copy, state.created_at))
         if lease is not None:

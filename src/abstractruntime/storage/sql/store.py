@@ -35,6 +35,7 @@ from ...core.models import RunState, RunStatus, StepRecord, StepStatus, WaitReas
 from ...core.serde import canonical_json, decode
 from ...errors import (
     ConcurrentUpdateError,
+    RunExistsError,
     RunLeasedError,
     RunNotFoundError,
     SchemaOutOfDateError,
@@ -488,7 +489,7 @@ class SqlStore:
                         notify=lease is None and due is not None,
                     )
             except asyncpg.UniqueViolationError as exc:
-                raise ValueError(f"run {state.run_id!r} already exists") from exc
+                raise RunExistsError(state.run_id) from exc
             return RunHandle(
                 state=state, version=0, seq=0, head=None, state_json=state_json, owner=owner
             )
@@ -499,7 +500,7 @@ class SqlStore:
                     sqlite.create_run(values, state.run_id, state.created_at),
                 )
             except sqlite3.IntegrityError as exc:
-                raise ValueError(f"run {state.run_id!r} already exists") from exc
+                raise RunExistsError(state.run_id) from exc
             return RunHandle(
                 state=state, version=0, seq=0, head=None, state_json=state_json, owner=owner
             )
@@ -507,7 +508,7 @@ class SqlStore:
             async with self._reaching("cannot create a run in"), self._write() as conn:
                 await conn.execute(runs.insert().values(values))
         except IntegrityError as exc:
-            raise ValueError(f"run {state.run_id!r} already exists") from exc
+            raise RunExistsError(state.run_id) from exc
         return RunHandle(
             state=state, version=0, seq=0, head=None, state_json=state_json, owner=owner
         )
