@@ -23,8 +23,8 @@ from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from .core.ledger import LedgerVerifier
+from .core.ports import LedgerHead, Store
 from .errors import RunNotFoundError
-from .storage.base import LedgerHead, Store
 
 #: Error entries kept per run by default: enough to read, bounded for a ledger that is all bad.
 DEFAULT_MAX_ERRORS = 100

@@ -31,7 +31,6 @@ from ..errors import (
     StoreError,
     WaitKeyMismatchError,
 )
-from ..storage.base import RunHandle, Store
 from .config import RuntimeConfig
 from .crashpoints import crash_point
 from .effects import EffectHandler, EffectOutcome, builtin_handlers
@@ -48,6 +47,7 @@ from .models import (
     WaitState,
 )
 from .policy import DefaultEffectPolicy, EffectPolicy
+from .ports import RunHandle, Store
 from .registry import WorkflowRegistry
 from .serde import decode, encode, iso
 from .snapshot import Snapshot

@@ -9,6 +9,7 @@ from typing import Any
 from ..core.config import RuntimeConfig
 from ..core.effects import EffectHandler
 from ..core.models import EffectType, RunState, RunStatus, WaitReason
+from ..core.ports import Store
 from ..core.registry import WorkflowRegistry
 from ..core.runtime import Runtime
 from ..core.spec import WorkflowSpec
@@ -18,7 +19,6 @@ from ..errors import (
     RunNotWaitingError,
     WaitKeyMismatchError,
 )
-from ..storage.base import Store
 from .scheduler import Scheduler, SchedulerStats
 
 #: Children cancelled per parent by cancel_with_children.

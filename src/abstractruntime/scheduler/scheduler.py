@@ -18,9 +18,9 @@ from datetime import timedelta
 from typing import Any
 
 from ..core.models import RunStatus
+from ..core.ports import RunHandle
 from ..core.runtime import Runtime
 from ..errors import ConcurrentUpdateError, RunLeasedError
-from ..storage.base import RunHandle
 
 logger = logging.getLogger("abstractruntime.scheduler")
 
@@ -97,9 +97,8 @@ class Scheduler:
         # Runs this process leaves due (a new timer, say) re-plan our sleep at once; other
         # processes' changes reach us by NOTIFY on Postgres, or at the next poll.
         self._unhook = self.runtime.add_due_listener(self.wake)
-        listen = getattr(self.runtime.store, "listen", None)
-        if self.listen and listen is not None:
-            self._unlisten = await listen(self.wake)
+        if self.listen:
+            self._unlisten = await self.runtime.store.listen(self.wake)
         self._loop_task = asyncio.create_task(self._loop(), name="abstractruntime-scheduler")
 
     async def stop(self, *, grace_s: float = 10.0) -> None:

@@ -1,8 +1,14 @@
-"""Storage backends behind one interface (``Store``): in memory, or SQL."""
+"""Storage backends behind the core's one interface (``core.ports.Store``): memory, or SQL.
+
+``SqlStore`` is imported on first use, so that ``import abstractruntime`` loads no SQL driver
+(SQLAlchemy, asyncpg, aiosqlite, alembic) for users of the in-memory store.
+"""
 
 from __future__ import annotations
 
-from .base import ArtifactStore, LedgerHead, RunHandle, SnapshotStore, Store
+from typing import TYPE_CHECKING, Any
+
+from ..core.ports import ArtifactStore, LedgerHead, RunHandle, SnapshotStore, Store
 from .memory import (
     InMemoryArtifactStore,
     InMemoryLedgerStore,
@@ -10,7 +16,9 @@ from .memory import (
     InMemorySnapshotStore,
     MemoryStore,
 )
-from .sql import SqlStore
+
+if TYPE_CHECKING:
+    from .sql import SqlStore
 
 __all__ = [
     "ArtifactStore",
@@ -25,3 +33,11 @@ __all__ = [
     "SqlStore",
     "Store",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SqlStore":
+        from .sql import SqlStore
+
+        return SqlStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,6 +24,7 @@ from ..core.artifacts import (
 from ..core.kernel import due_at
 from ..core.ledger import chain_records
 from ..core.models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
+from ..core.ports import LedgerHead, RunHandle
 from ..core.serde import canonical_json, decode, encode, utc_now
 from ..core.snapshot import Snapshot
 from ..errors import (
@@ -33,7 +34,11 @@ from ..errors import (
     RunLeasedError,
     RunNotFoundError,
 )
-from .base import LedgerHead, RunHandle
+
+
+async def _stop_nothing() -> None:
+    return None
+
 
 #: How many records a memory scan hands out before it lets other tasks run.
 _SCAN_YIELD_EVERY = 1000
@@ -310,6 +315,11 @@ class MemoryStore:
             and parent.lease_owner is None
         ):
             parent.due_at = now
+
+    async def listen(self, callback: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+        """Nothing to hear: every writer of a memory store is in this process, and the runtime
+        tells its due listeners itself."""
+        return _stop_nothing
 
     async def release(self, handle: RunHandle, *, now: datetime) -> None:
         stored = self.run_store._runs.get(handle.state.run_id)

@@ -24,8 +24,8 @@ import httpx
 from ...core.effects import EffectHandler
 from ...core.models import EffectType
 from ...core.policy import EffectPolicy
+from ...core.ports import Store
 from ...core.runtime import Runtime
-from ...storage.base import Store
 from .effect_handlers import build_effect_handlers
 from .llm_client import LLMClient, LocalAbstractCoreLLMClient, RemoteAbstractCoreLLMClient
 from .tool_executor import AbstractCoreToolExecutor, PassthroughToolExecutor, ToolExecutor

@@ -49,7 +49,7 @@ def insert_if_absent(dialect: str, values: dict[str, Any]) -> sa.Insert:
 
 
 class SqlArtifactStore:
-    """Artifacts in the database of a ``SqlStore`` (see ``storage.base.ArtifactStore``)."""
+    """Artifacts in the database of a ``SqlStore`` (see ``core.ports.ArtifactStore``)."""
 
     def __init__(self, store: SqlStore) -> None:
         self._store = store

@@ -80,7 +80,7 @@ runs = sa.Table(
     sa.Column("lease_owner", sa.String(128), nullable=True),
     sa.Column("lease_expires_at", UTCDateTime(), nullable=True),
     sa.Column("state", sa.JSON(), nullable=False),
-    # When a worker should next look at the run (see storage.base); NULL: not by itself.
+    # When a worker should next look at the run (see core.ports); NULL: not by itself.
     sa.Column("due_at", UTCDateTime(), nullable=True),
     sa.Index(None, "status", "wait_until"),
     sa.Index(None, "wait_key"),

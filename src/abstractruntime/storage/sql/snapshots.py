@@ -109,7 +109,7 @@ def _snapshot(row: Any) -> Snapshot:
 
 
 class SqlSnapshotStore:
-    """Snapshots in the database of a ``SqlStore`` (see ``storage.base.SnapshotStore``)."""
+    """Snapshots in the database of a ``SqlStore`` (see ``core.ports.SnapshotStore``)."""
 
     def __init__(self, store: SqlStore) -> None:
         self._store = store

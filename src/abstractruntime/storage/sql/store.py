@@ -32,6 +32,7 @@ from sqlalchemy.pool import StaticPool
 from ...core.kernel import due_at, unstorable
 from ...core.ledger import chain_records
 from ...core.models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
+from ...core.ports import LedgerHead, RunHandle
 from ...core.serde import canonical_json, decode
 from ...errors import (
     ConcurrentUpdateError,
@@ -41,7 +42,6 @@ from ...errors import (
     SchemaOutOfDateError,
     StoreError,
 )
-from ..base import LedgerHead, RunHandle
 from . import migrate, sqlite
 from .artifacts import SqlArtifactStore
 from .postgres import NOTIFY_CHANNEL, PostgresHotPath

@@ -1,4 +1,4 @@
-"""The one storage interface the runtime and the scheduler talk to.
+"""The ports of the core: the one storage interface the runtime and the scheduler talk to.
 
 A backend stores runs and their hash-chained ledgers. The runtime never writes SQL: it claims a
 run (``claim_run`` / ``claim_due``), commits each step with ``commit_step``, which writes the new
@@ -19,14 +19,14 @@ verification (``iter_ledger``, ``scan_ledgers``) without loading them whole.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from ..core.artifacts import DEFAULT_CONTENT_TYPE, ArtifactInfo
-from ..core.models import RunState, RunStatus, StepRecord, WaitReason
-from ..core.snapshot import Snapshot
+from .artifacts import DEFAULT_CONTENT_TYPE, ArtifactInfo
+from .models import RunState, RunStatus, StepRecord, WaitReason
+from .snapshot import Snapshot
 
 
 @dataclass
@@ -246,6 +246,13 @@ class Store(Protocol):
         limit: int = 100,
     ) -> list[RunState]:
         """Runs matching every given filter, most recently updated first."""
+        ...
+
+    async def listen(self, callback: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+        """Call ``callback`` whenever another process makes a run due (Postgres ``LISTEN``);
+        returns an async function that stops listening. A backend that cannot hear other
+        processes returns at once with a no-op stopper: the scheduler then relies on polling
+        and on the runtime's in-process due listeners."""
         ...
 
     async def close(self) -> None: ...
