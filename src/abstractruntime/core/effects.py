@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from . import waitkeys
 from .models import Effect, EffectType, RunState, WaitReason, WaitState
 from .serde import iso, to_utc
 
@@ -67,7 +68,7 @@ def wait_event(run: RunState, effect: Effect, default_next_node: str | None) -> 
 
 def ask_user(run: RunState, effect: Effect, default_next_node: str | None) -> EffectOutcome:
     payload = effect.payload
-    wait_key = payload.get("wait_key") or f"user:{run.run_id}:{run.current_node}"
+    wait_key = payload.get("wait_key") or waitkeys.user_key(run.run_id, run.current_node)
     choices = payload.get("choices")
     if choices is not None and (
         not isinstance(choices, list) or not all(isinstance(c, str) for c in choices)

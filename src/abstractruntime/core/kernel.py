@@ -179,15 +179,6 @@ def clean_error(error: str) -> str:
     return error
 
 
-def fail(state: RunState, error: str) -> str:
-    """Mark ``state`` failed with ``error`` (cleaned by ``clean_error``); returns the error as
-    stored, for the step's ledger record."""
-    state.status = RunStatus.FAILED
-    state.error = error = clean_error(error)
-    state.waiting = None
-    return error
-
-
 def due_at(state: RunState, now: datetime, *, committing: bool = False) -> datetime | None:
     """When a worker should next look at an unclaimed run in ``state`` (None: not by itself).
 

@@ -20,7 +20,7 @@ verification (``iter_ledger``, ``scan_ledgers``) without loading them whole.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -43,10 +43,6 @@ class RunHandle:
     state_json: str
     #: The lease owner this handle was claimed for (None: loaded, not claimed).
     owner: str | None = None
-    #: Records of pure transitions the runtime ran since the last commit; they are committed
-    #: with the next step (``state``/``state_json`` already include them, ``version``, ``seq``
-    #: and ``head`` do not). Stores ignore it: the runtime passes them to ``commit_step``.
-    pending: list[StepRecord] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

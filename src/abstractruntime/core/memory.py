@@ -1,0 +1,412 @@
+"""In-memory stores: the original ``InMemoryRunStore`` / ``InMemoryLedgerStore`` pair.
+
+The reference implementation of the ``Store`` port, and the default of ``Runtime()``. It lives
+in the core, next to the port, because it does no I/O: the kernel's rules run on it without a
+database (the I/O backends are in ``abstractruntime.storage``, which re-exports these).
+
+They keep JSON text, not live objects, so a run read back is a copy - exactly as with a database -
+and the same optimistic-concurrency and lease rules apply. Nothing survives the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..errors import (
+    ArtifactNotFoundError,
+    ConcurrentUpdateError,
+    RunExistsError,
+    RunLeasedError,
+    RunNotFoundError,
+)
+from .artifacts import (
+    DEFAULT_CONTENT_TYPE,
+    ArtifactInfo,
+    check_artifact_id,
+    check_content_type,
+    compute_artifact_id,
+)
+from .kernel import due_at
+from .ledger import chain_records
+from .models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
+from .ports import LedgerHead, RunHandle
+from .serde import canonical_json, decode, encode, utc_now
+from .snapshot import Snapshot
+
+
+async def _stop_nothing() -> None:
+    return None
+
+
+#: How many records a memory scan hands out before it lets other tasks run.
+_SCAN_YIELD_EVERY = 1000
+
+
+@dataclass
+class _StoredRun:
+    state_json: str
+    state: RunState  # decoded copy for filtering; never handed out
+    version: int
+    seq: int
+    head: str | None
+    due_at: datetime | None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+
+    def leased(self, now: datetime) -> bool:
+        """A live lease, whoever holds it (claims are not re-entrant)."""
+        return self.lease_expires_at is not None and self.lease_expires_at > now
+
+    def handle(self, owner: str | None = None) -> RunHandle:
+        return RunHandle(
+            state=RunState.from_dict(decode(self.state_json)),
+            version=self.version,
+            seq=self.seq,
+            head=self.head,
+            state_json=self.state_json,
+            owner=owner,
+        )
+
+
+class InMemoryRunStore:
+    """Run states kept in this process's memory."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, _StoredRun] = {}
+
+    async def load(self, run_id: str) -> RunState | None:
+        stored = self._runs.get(run_id)
+        return None if stored is None else RunState.from_dict(decode(stored.state_json))
+
+    async def list_runs(self) -> list[RunState]:
+        return [RunState.from_dict(decode(s.state_json)) for s in self._runs.values()]
+
+
+class InMemoryLedgerStore:
+    """Ledger records kept in this process's memory."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, list[str]] = {}
+
+    async def list(self, run_id: str) -> list[dict[str, Any]]:
+        return [decode(text) for text in self._records.get(run_id, [])]
+
+
+class InMemorySnapshotStore:
+    """Snapshots kept in this process's memory (as JSON text: what is read back is a copy)."""
+
+    def __init__(self) -> None:
+        self._snapshots: dict[str, str] = {}
+
+    async def save(self, snapshot: Snapshot) -> None:
+        """Insert or replace the snapshot with this id (see ``SnapshotStore.save``)."""
+        encode(snapshot.run_state, root="run_state")  # names the bad key, as SQL stores do
+        previous = self._snapshots.get(snapshot.snapshot_id)
+        if previous is not None:
+            snapshot.created_at = Snapshot.from_dict(decode(previous)).created_at
+        snapshot.updated_at = max(utc_now(), snapshot.created_at)
+        self._snapshots[snapshot.snapshot_id] = canonical_json(snapshot.to_dict())
+
+    async def load(self, snapshot_id: str) -> Snapshot | None:
+        """The snapshot, or None when unknown."""
+        text = self._snapshots.get(snapshot_id)
+        return None if text is None else Snapshot.from_dict(decode(text))
+
+    async def delete(self, snapshot_id: str) -> bool:
+        """Delete it; whether it existed."""
+        return self._snapshots.pop(snapshot_id, None) is not None
+
+    async def list(
+        self,
+        *,
+        run_id: str | None = None,
+        tag: str | None = None,
+        query: str | None = None,
+        limit: int | None = 100,
+    ) -> builtins.list[Snapshot]:
+        """Snapshots passing every filter, newest first (see ``SnapshotStore.list``)."""
+        found = [
+            snapshot
+            for snapshot in (Snapshot.from_dict(decode(t)) for t in self._snapshots.values())
+            if snapshot.matches(run_id=run_id, tag=tag, query=query)
+        ]
+        found.sort(key=lambda s: (s.created_at, s.snapshot_id), reverse=True)
+        return found if limit is None else found[: max(limit, 0)]
+
+
+class InMemoryArtifactStore:
+    """Content-addressed artifacts kept in this process's memory."""
+
+    def __init__(self) -> None:
+        self._blobs: dict[str, tuple[bytes, ArtifactInfo]] = {}
+
+    async def put(self, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> str:
+        """Store ``data`` unless already stored; returns its id (its SHA-256)."""
+        check_content_type(content_type)
+        artifact_id = compute_artifact_id(data)
+        if artifact_id not in self._blobs:
+            info = ArtifactInfo(artifact_id, content_type, len(data), utc_now())
+            self._blobs[artifact_id] = (bytes(data), info)
+        return artifact_id
+
+    async def get(self, artifact_id: str) -> bytes:
+        """The content; ``ArtifactNotFoundError`` when unknown."""
+        found = self._blobs.get(check_artifact_id(artifact_id))
+        if found is None:
+            raise ArtifactNotFoundError(artifact_id)
+        return found[0]
+
+    async def info(self, artifact_id: str) -> ArtifactInfo | None:
+        """Content type, size and creation time, or None when unknown."""
+        found = self._blobs.get(check_artifact_id(artifact_id))
+        return None if found is None else found[1]
+
+    async def exists(self, artifact_id: str) -> bool:
+        """Whether it is stored."""
+        return check_artifact_id(artifact_id) in self._blobs
+
+    async def delete(self, artifact_id: str) -> bool:
+        """Delete it; whether it existed."""
+        return self._blobs.pop(check_artifact_id(artifact_id), None) is not None
+
+
+class MemoryStore:
+    """The ``Store`` interface over an ``InMemoryRunStore`` and an ``InMemoryLedgerStore``.
+
+    No method awaits between its check and its write, so on one event loop each is atomic.
+    """
+
+    def __init__(
+        self,
+        run_store: InMemoryRunStore | None = None,
+        ledger_store: InMemoryLedgerStore | None = None,
+        *,
+        snapshot_store: InMemorySnapshotStore | None = None,
+        artifact_store: InMemoryArtifactStore | None = None,
+    ) -> None:
+        self.run_store = run_store if run_store is not None else InMemoryRunStore()
+        self.ledger_store = ledger_store if ledger_store is not None else InMemoryLedgerStore()
+        #: Snapshots of the runs (``Runtime.restore_snapshot`` / ``fork_snapshot`` use them).
+        self.snapshots = snapshot_store if snapshot_store is not None else InMemorySnapshotStore()
+        #: Content-addressed artifacts.
+        self.artifacts = artifact_store if artifact_store is not None else InMemoryArtifactStore()
+
+    def _get(self, run_id: str) -> _StoredRun:
+        stored = self.run_store._runs.get(run_id)
+        if stored is None:
+            raise RunNotFoundError(run_id)
+        return stored
+
+    async def create_run(
+        self,
+        state: RunState,
+        state_json: str,
+        *,
+        lease: tuple[str, datetime] | None = None,
+    ) -> RunHandle:
+        runs = self.run_store._runs
+        if state.run_id in runs:
+            raise RunExistsError(state.run_id)
+        copy = RunState.from_dict(decode(state_json))
+        stored = _StoredRun(state_json, copy, 0, 0, None, due_at(copy, state.created_at))
+        if lease is not None:
+            stored.lease_owner, stored.lease_expires_at = lease
+            stored.due_at = lease[1]
+        runs[state.run_id] = stored
+        self.ledger_store._records[state.run_id] = []
+        return RunHandle(
+            state=state,
+            version=0,
+            seq=0,
+            head=None,
+            state_json=state_json,
+            owner=None if lease is None else lease[0],
+        )
+
+    async def load_run(self, run_id: str) -> RunHandle:
+        return self._get(run_id).handle()
+
+    def _claim(self, stored: _StoredRun, owner: str, lease_until: datetime) -> RunHandle:
+        stored.lease_owner = owner
+        stored.lease_expires_at = stored.due_at = lease_until
+        stored.version += 1
+        return stored.handle(owner)
+
+    async def claim_run(
+        self, run_id: str, owner: str, now: datetime, lease_until: datetime
+    ) -> RunHandle:
+        stored = self._get(run_id)
+        if stored.leased(now):
+            raise RunLeasedError(run_id, stored.lease_owner, stored.lease_expires_at)
+        return self._claim(stored, owner, lease_until)
+
+    async def claim_due(
+        self,
+        owner: str,
+        now: datetime,
+        lease_until: datetime,
+        limit: int,
+        workflow_ids: Sequence[str] | None = None,
+    ) -> list[RunHandle]:
+        due = [
+            stored
+            for stored in self.run_store._runs.values()
+            if stored.due_at is not None
+            and stored.due_at <= now
+            and not stored.leased(now)
+            and (workflow_ids is None or stored.state.workflow_id in workflow_ids)
+        ]
+        due.sort(key=lambda s: s.due_at or now)
+        return [self._claim(stored, owner, lease_until) for stored in due[:limit]]
+
+    async def next_due_at(self, workflow_ids: Sequence[str] | None = None) -> datetime | None:
+        times = [
+            s.due_at
+            for s in self.run_store._runs.values()
+            if s.due_at is not None
+            and (workflow_ids is None or s.state.workflow_id in workflow_ids)
+        ]
+        return min(times) if times else None
+
+    async def commit_step(
+        self,
+        handle: RunHandle,
+        state: RunState,
+        state_json: str,
+        records: Sequence[StepRecord],
+        *,
+        now: datetime,
+        lease_until: datetime | None = None,
+        max_record_bytes: int | None = None,
+    ) -> RunHandle:
+        run_id = state.run_id
+        stored = self._get(run_id)
+        if stored.version != handle.version:
+            raise ConcurrentUpdateError(run_id, handle.version)
+        dicts, head = chain_records(records, handle.head, max_record_bytes)
+        self.ledger_store._records[run_id].extend(canonical_json(d) for d in dicts)
+        stored.state_json = state_json
+        stored.state = RunState.from_dict(decode(state_json))
+        stored.version += 1
+        stored.seq += len(dicts)
+        stored.head = head
+        keep = lease_until is not None and state.status is RunStatus.RUNNING
+        if keep:
+            stored.lease_owner, stored.lease_expires_at = handle.owner, lease_until
+            stored.due_at = lease_until
+        else:
+            stored.lease_owner = stored.lease_expires_at = None
+            stored.due_at = due_at(state, now, committing=True)
+        if state.status.is_terminal and state.parent_run_id:
+            self._mark_parent_due(state.parent_run_id, now)
+        return RunHandle(
+            state, stored.version, stored.seq, head, state_json, handle.owner if keep else None
+        )
+
+    def _mark_parent_due(self, parent_run_id: str, now: datetime) -> None:
+        parent = self.run_store._runs.get(parent_run_id)
+        if (
+            parent is not None
+            and parent.state.status is RunStatus.WAITING
+            and parent.state.waiting is not None
+            and parent.state.waiting.reason is WaitReason.SUBWORKFLOW
+            and parent.lease_owner is None
+        ):
+            parent.due_at = now
+
+    async def listen(self, callback: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+        """Nothing to hear: every writer of a memory store is in this process, and the runtime
+        tells its due listeners itself."""
+        return _stop_nothing
+
+    async def release(self, handle: RunHandle, *, now: datetime) -> None:
+        stored = self.run_store._runs.get(handle.state.run_id)
+        if stored is None or stored.lease_owner != handle.owner:
+            return
+        stored.lease_owner = stored.lease_expires_at = None
+        stored.due_at = due_at(stored.state, now)
+
+    async def renew(self, owner: str, run_ids: Sequence[str], lease_until: datetime) -> None:
+        for run_id in run_ids:
+            stored = self.run_store._runs.get(run_id)
+            if stored is not None and stored.lease_owner == owner:
+                stored.lease_expires_at = stored.due_at = lease_until
+
+    async def get_ledger(self, run_id: str) -> list[dict[str, Any]]:
+        self._get(run_id)
+        return await self.ledger_store.list(run_id)
+
+    async def iter_ledger(self, run_id: str) -> AsyncGenerator[dict[str, Any], None]:
+        async with contextlib.aclosing(self.scan_ledgers(run_id)) as items:
+            async for item in items:
+                if isinstance(item, dict):
+                    yield item
+
+    async def scan_ledgers(
+        self, run_id: str | None = None
+    ) -> AsyncGenerator[LedgerHead | dict[str, Any], None]:
+        run_ids = [run_id] if run_id is not None else sorted(self.run_store._runs)
+        handed_out = 0
+        for current in run_ids:
+            stored = self.run_store._runs.get(current)
+            if stored is None:
+                if run_id is not None:
+                    raise RunNotFoundError(run_id)
+                continue
+            # What the run said when we got to it: records appended meanwhile are not ours.
+            count, head = stored.seq, stored.head
+            yield LedgerHead(current, count, head)
+            texts = self.ledger_store._records.get(current, [])
+            for index in range(min(count, len(texts))):
+                yield decode(texts[index])
+                handed_out += 1
+                if handed_out % _SCAN_YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # a long ledger must not starve the event loop
+
+    async def ledger_tail(self, run_id: str) -> dict[str, Any] | None:
+        self._get(run_id)
+        texts = self.ledger_store._records.get(run_id) or []
+        return decode(texts[-1]) if texts else None
+
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        workflow_id: str | None = None,
+        wait_reason: WaitReason | None = None,
+        wait_key: str | None = None,
+        parent_run_id: str | None = None,
+        limit: int = 100,
+    ) -> list[RunState]:
+        found = []
+        for stored in self.run_store._runs.values():
+            state, waiting = stored.state, stored.state.waiting
+            if (
+                (status is None or state.status is RunStatus(status))
+                and (workflow_id is None or state.workflow_id == workflow_id)
+                and (parent_run_id is None or state.parent_run_id == parent_run_id)
+                and (wait_reason is None or (waiting and waiting.reason is WaitReason(wait_reason)))
+                and (wait_key is None or (waiting and waiting.wait_key == wait_key))
+            ):
+                found.append(stored)
+        found.sort(key=lambda s: s.state.updated_at, reverse=True)
+        return [s.handle().state for s in found[:limit]]
+
+    async def find_effect(self, run_id: str, idempotency_key: str) -> dict[str, Any] | None:
+        for text in reversed(self.ledger_store._records.get(run_id, [])):
+            record: dict[str, Any] = decode(text)
+            if (
+                record.get("idempotency_key") == idempotency_key
+                and record.get("status") == StepStatus.COMPLETED.value
+            ):
+                return record
+        return None
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,62 @@
+"""The architecture holds: layers are imported one way, and the package loads no SQL driver."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DRIVERS = ("sqlalchemy", "asyncpg", "aiosqlite", "alembic")
+
+
+def test_import_linter_contracts_are_kept() -> None:
+    """The contracts in pyproject.toml: core -> nothing outside core and errors; storage -> core;
+    scheduler and integrations -> core and storage; the CLI on top; no driver in the core."""
+    lint = Path(sys.executable).parent / "lint-imports"
+    out = subprocess.run(
+        [str(lint), "--config", str(ROOT / "pyproject.toml"), "--no-cache"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "0 broken" in out.stdout
+
+
+def test_a_core_module_importing_an_outer_layer_breaks_the_contracts(tmp_path: Path) -> None:
+    """The check can fail: a copy of the package whose core imports storage is refused."""
+    package = tmp_path / "abstractruntime"
+    subprocess.run(["cp", "-r", str(ROOT / "src" / "abstractruntime"), str(package)], check=True)
+    (package / "core" / "outward.py").write_text("from ..storage import sql\n")
+    lint = Path(sys.executable).parent / "lint-imports"
+    out = subprocess.run(
+        [str(lint), "--config", str(ROOT / "pyproject.toml"), "--no-cache"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    assert out.returncode != 0
+    assert "abstractruntime.core.outward -> abstractruntime.storage" in out.stdout
+
+
+def test_importing_the_package_loads_no_sql_driver() -> None:
+    code = (
+        "import sys, abstractruntime, abstractruntime.storage, abstractruntime.scheduler\n"
+        f"print(' '.join(m for m in {DRIVERS!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_making_a_sql_store_loads_the_drivers() -> None:
+    """The check above can fail: the drivers do load once a SqlStore is made."""
+    code = (
+        "import sys\n"
+        "from abstractruntime.storage import SqlStore\n"
+        "SqlStore('sqlite+aiosqlite://')\n"
+        f"print(' '.join(m for m in {DRIVERS!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "sqlalchemy" in out.stdout.split()
