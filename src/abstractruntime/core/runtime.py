@@ -6,6 +6,9 @@ with the step's ledger record in one transaction (``Store.commit_step``) → rel
 it waits or ends. The runtime loads a run once per call and then keeps the state, its version
 and the ledger head in hand; the store's optimistic version check makes sure two runtimes never
 both commit a step of one run.
+
+A little over 600 lines: the public API's docstrings are its reference documentation, and the
+driver's steps read best next to each other.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from ..errors import (
 )
 from . import machine, subworkflows
 from .config import RuntimeConfig
+from .context import StepContext
 from .crashpoints import crash_point
 from .due import DueListeners
 from .effects import EffectHandler, builtin_handlers
@@ -48,28 +52,9 @@ from .models import (
 from .policy import DefaultEffectPolicy, EffectPolicy
 from .ports import RunHandle, Store
 from .registry import WorkflowRegistry
-from .serde import decode, iso
+from .serde import decode
 from .snapshot import Snapshot
 from .spec import WorkflowSpec
-
-
-@dataclass
-class StepContext:
-    """The ``ctx`` a node handler receives next to the run."""
-
-    run_id: str
-    node_id: str
-    step_id: str
-    workflow_id: str
-    #: Whatever was passed as ``Runtime(context=...)``.
-    context: Any
-    _clock: Any
-
-    def now(self) -> datetime:
-        return self._clock()  # type: ignore[no-any-return]
-
-    def now_iso(self) -> str:
-        return iso(self._clock())
 
 
 @dataclass
