@@ -17,25 +17,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
-import inspect
 import json
 import logging
 import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any, NoReturn, TextIO
 
+from .app import APP_FORMS, load_app
 from .core.ledger import verify_ledger_chain
 from .core.models import RunState, RunStatus
-from .core.registry import WorkflowRegistry
 from .core.runtime import Runtime
 from .core.snapshot import Snapshot
-from .core.spec import WorkflowSpec
 from .demo import DEMO_WORKFLOW, WORKFLOW_ID
 from .errors import AbstractRuntimeError, SnapshotNotFoundError
 from .provenance import verify_all, verify_run
@@ -190,31 +186,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-_APP_HELP = (
-    "where the workflows are: a WorkflowRegistry, a list of WorkflowSpec, a dict with "
-    "'workflows' and optionally 'effect_handlers', 'effect_policy', 'context', or a function "
-    "(sync or async) returning one (e.g. myapp.flows:registry)"
-)
-
-
-@dataclass
-class App:
-    """What ``--app`` names: the workflows, and what their runtime needs to perform effects."""
-
-    workflows: WorkflowRegistry
-    effect_handlers: dict[Any, Any] = field(default_factory=dict)
-    effect_policy: Any = None
-    context: Any = None
-
-    def runtime_kwargs(self) -> dict[str, Any]:
-        return {
-            "effect_handlers": self.effect_handlers,
-            "effect_policy": self.effect_policy,
-            "context": self.context,
-        }
-
-
-_APP_KEYS = {"workflows", "effect_handlers", "effect_policy", "context"}
+_APP_HELP = f"where the workflows are: {APP_FORMS}"
 
 
 def _positive_int(text: str) -> int:
@@ -769,55 +741,6 @@ async def _demo(args: argparse.Namespace, store: SqlStore) -> int:
         "\n".join(lines),
     )
     return EXIT_OK if report["ok"] else EXIT_BROKEN
-
-
-async def load_app(spec: str) -> App:
-    """Import ``module:attr`` and make an ``App`` of it (see ``--app``)."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise CliError(f"--app {spec!r}: expected MODULE:ATTR, e.g. myapp.flows:registry")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # like uvicorn: the app may live in the current dir
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise CliError(f"--app {spec!r}: cannot import {module_name!r}: {exc}") from exc
-    try:
-        target = getattr(module, attr)
-    except AttributeError:
-        raise CliError(f"--app {spec!r}: module {module_name!r} has no {attr!r}") from None
-    if callable(target) and not isinstance(target, (WorkflowRegistry, WorkflowSpec)):
-        target = target()
-        if inspect.isawaitable(target):
-            target = await target
-    if isinstance(target, Mapping):
-        unknown = set(target) - _APP_KEYS
-        if unknown or "workflows" not in target:
-            raise CliError(
-                f"--app {spec!r}: a dict app needs 'workflows' and may have "
-                f"'effect_handlers', 'effect_policy', 'context' (got {sorted(target)})"
-            )
-        return App(
-            _registry_of(spec, target["workflows"]),
-            dict(target.get("effect_handlers") or {}),
-            target.get("effect_policy"),
-            target.get("context"),
-        )
-    return App(_registry_of(spec, target))
-
-
-def _registry_of(spec: str, target: Any) -> WorkflowRegistry:
-    if isinstance(target, WorkflowRegistry):
-        return target
-    if isinstance(target, WorkflowSpec):
-        return WorkflowRegistry([target])
-    try:
-        return WorkflowRegistry(list(target))
-    except TypeError as exc:
-        raise CliError(
-            f"--app {spec!r} is a {type(target).__name__}, not a WorkflowRegistry, a list of "
-            "WorkflowSpec or a dict with 'workflows'"
-        ) from exc
 
 
 async def _worker(args: argparse.Namespace, store: SqlStore) -> int:
