@@ -1,7 +1,8 @@
 """The application layer: what a worker, the command line and a web server share.
 
 ``load_app("myapp.flows:registry")`` imports what ``--app`` names and makes an :class:`App` of
-it: the workflows, and what their runtime needs to perform effects.
+it: the workflows, and what their runtime needs to perform effects. ``snapshot_run`` takes a
+snapshot of a run that agrees with its ledger, whatever commits meanwhile.
 
 This module may use the core, the stores and the scheduler; the command line uses it, never the
 other way round.
@@ -20,10 +21,12 @@ from typing import Any
 from .core.models import EffectType
 from .core.policy import EffectPolicy
 from .core.registry import WorkflowRegistry
+from .core.snapshot import Snapshot
 from .core.spec import WorkflowSpec
-from .errors import AppLoadError
+from .errors import AppLoadError, ConcurrentUpdateError, InvalidArgumentError, StoreError
+from .storage.base import Store
 
-__all__ = ["App", "load_app"]
+__all__ = ["App", "load_app", "snapshot_run"]
 
 #: What a dict app may hold.
 APP_KEYS = frozenset({"workflows", "effect_handlers", "effect_policy", "context"})
@@ -139,3 +142,53 @@ def _effect_handlers(spec: str, handlers: Any) -> dict[EffectType, Any]:
             raise AppLoadError(f"app {spec!r}: the effect handler of {key!r} is not callable")
         out[effect_type] = handler
     return out
+
+
+async def snapshot_run(
+    store: Store,
+    run_id: str,
+    *,
+    name: str,
+    description: str | None = None,
+    tags: Iterable[str] | None = None,
+    attempts: int = 5,
+) -> Snapshot:
+    """Snapshot a run as it is now, with the id of the ledger step its state comes from.
+
+    The run's state and its last ledger record are two reads; a step committed between them
+    would pair a state with another step's id. Each record's ``record_hash`` is unique, and the
+    run's row names the hash of its last record (``RunHandle.head``), so a pair whose tail is
+    not the state's head is read again, up to ``attempts`` times. The snapshot is not saved.
+
+    Raises:
+        RunNotFoundError: no such run.
+        InvalidArgumentError: the name, description or tags cannot be stored.
+        ConcurrentUpdateError: the run moved on at every attempt (a run stepping that fast is
+            better snapshotted while it waits).
+        StoreError: the ledger does not end where the run says (cut short or edited).
+    """
+    if attempts < 1:
+        raise InvalidArgumentError(f"attempts must be at least 1, got {attempts}")
+    disagreed: set[str | None] = set()  # the heads whose state a tail read disagreed with
+    for _ in range(attempts):
+        handle = await store.load_run(run_id)
+        tail = await store.ledger_tail(run_id)
+        if (tail.get("record_hash") if tail else None) != handle.head:
+            if handle.head in disagreed:  # no step landed, yet they disagree again
+                raise StoreError(
+                    f"the ledger of run {run_id!r} does not end at the record its run names as "
+                    f"its head ({handle.head}); check it with `abstractruntime ledger verify`"
+                )
+            disagreed.add(handle.head)
+            continue  # a step landed between the two reads: read both again
+        try:
+            return Snapshot.from_run(
+                run=handle.state,
+                name=name,
+                description=description,
+                tags=tags,
+                step_id=tail["step_id"] if tail else None,
+            )
+        except (TypeError, ValueError) as exc:  # the caller's name, description or tags
+            raise InvalidArgumentError(f"cannot snapshot run {run_id!r}: {exc}") from exc
+    raise ConcurrentUpdateError(run_id, handle.version)

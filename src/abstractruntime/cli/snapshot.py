@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..app import snapshot_run
 from ..core.runtime import Runtime
 from ..core.snapshot import Snapshot
 from ..errors import SnapshotNotFoundError
@@ -17,14 +18,8 @@ _HEADERS = ("SNAPSHOT_ID", "RUN_ID", "NAME", "TAGS", "STATUS", "CREATED")
 
 
 async def create(args: argparse.Namespace, store: SqlStore) -> int:
-    handle = await store.load_run(args.run_id)
-    tail = await store.ledger_tail(args.run_id)
-    snap = Snapshot.from_run(
-        run=handle.state,
-        name=args.name,
-        description=args.description,
-        tags=args.tag,
-        step_id=tail["step_id"] if tail else None,
+    snap = await snapshot_run(
+        store, args.run_id, name=args.name, description=args.description, tags=args.tag
     )
     await store.snapshots.save(snap)
     emit(
