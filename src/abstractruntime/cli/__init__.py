@@ -7,9 +7,9 @@ from the option, else ``$ABSTRACTRUNTIME_DATABASE_URL``, else the embedded SQLit
 ``./abstractruntime.db``. Human output is aligned tables; ``--json`` prints JSON on stdout. Long
 operations show their progress on stderr when it is a terminal.
 
-Exit status: 0 done; 1 a ledger chain is broken (``ledger verify``); 2 a user or database error,
-printed as one line (passwords masked), never a traceback; 3 an unexpected error (one line too;
-``ABSTRACTRUNTIME_DEBUG=1`` shows its traceback).
+Exit status: 0 done; 1 a ledger chain is broken (``ledger verify``), or a bug, shown with its
+traceback; 2 a user or database error (an ``AbstractRuntimeError``, or bad arguments), printed as
+one line (passwords masked), never a traceback.
 
 One module per command (``db``, ``runs``, ``ledger``, ``snapshot``, ``worker``, ``demo``), each
 with a ``configure_parser(subparsers, common)`` and a table of its actions' handlers;

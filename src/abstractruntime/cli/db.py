@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from alembic.util import CommandError
+
 from ..storage.sql import SqlStore
-from .base import EXIT_OK, Parser, Subparsers, add_group
+from .base import EXIT_OK, CliError, Parser, Subparsers, add_group
 from .output import emit
 
 
@@ -23,7 +25,10 @@ async def current(args: argparse.Namespace, store: SqlStore) -> int:
 
 
 async def downgrade(args: argparse.Namespace, store: SqlStore) -> int:
-    await store.downgrade(args.revision)
+    try:
+        await store.downgrade(args.revision)
+    except CommandError as exc:  # alembic's word for a revision it does not know
+        raise CliError(f"db downgrade {args.revision}: {exc}") from exc
     revision = await store.current_revision()
     emit(args, {"revision": revision}, f"database is at revision {revision or 'base'}")
     return EXIT_OK

@@ -7,17 +7,18 @@ import asyncio
 import contextlib
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from ..errors import AbstractRuntimeError
 from ..storage.sql import SqlStore
-from ..storage.sql.urls import DEFAULT_DATABASE_URL, mask_url
+from ..storage.sql.urls import DEFAULT_DATABASE_URL, mask_url, normalize_url
 from . import db, demo, ledger, runs, snapshot, worker
 from .base import EXIT_USAGE, CliError, Parser
 
 URL_ENV = "ABSTRACTRUNTIME_DATABASE_URL"
-DEBUG_ENV = "ABSTRACTRUNTIME_DEBUG"
-EXIT_BUG = 3
+#: An unexpected exception, with its traceback: Python's own status for one.
+EXIT_BUG = 1
 
 #: The command modules, in the order of ``--help``; each adds its parser and handler.
 COMMANDS = (db, runs, ledger, snapshot, worker, demo)
@@ -61,7 +62,10 @@ def build_parser() -> Parser:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    store = SqlStore(args.database_url)
+    try:
+        store = SqlStore(args.database_url)
+    except OSError as exc:  # the directory of a SQLite file cannot be made
+        raise CliError(f"cannot open database {mask_url(args.database_url)}: {exc}") from exc
     try:
         result: int = await args.handler(args, store)
         return result
@@ -70,15 +74,15 @@ async def _main(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status.
+
+    The project's errors (``AbstractRuntimeError``: user mistakes, an unreachable or outdated
+    database, an unknown run) print one line and give status 2, as usage errors do. Anything
+    else is a bug, in abstractruntime or in the app's code: its traceback is printed (status 1).
+    Both have the database password masked.
+    """
     args = build_parser().parse_args(argv)
     url = args.database_url
-
-    def fail(message: str, status: int) -> int:
-        message = " ".join(message.replace(url, mask_url(url)).split())  # one line
-        print(f"abstractruntime: error: {message}", file=sys.stderr)
-        return status
-
     try:
         return asyncio.run(_main(args))
     except KeyboardInterrupt:
@@ -87,12 +91,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except (AbstractRuntimeError, CliError, ValueError, KeyError) as exc:
-        return fail(str(exc), EXIT_USAGE)
-    except Exception as exc:
-        if os.environ.get(DEBUG_ENV) == "1":
-            raise
-        return fail(
-            f"unexpected {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for the traceback)",
-            EXIT_BUG,
-        )
+    except AbstractRuntimeError as exc:
+        message = " ".join(_masked(str(exc), url).split())  # one line
+        print(f"abstractruntime: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception:
+        sys.stderr.write(_masked(traceback.format_exc(), url))
+        return EXIT_BUG
+
+
+def _masked(text: str, url: str) -> str:
+    """``text`` with ``url``, as given or as the store spells it, masked."""
+    spellings = [url]
+    with contextlib.suppress(ValueError):
+        spellings.append(normalize_url(url))
+    for spelling in spellings:
+        text = text.replace(spelling, mask_url(spelling))
+    return text

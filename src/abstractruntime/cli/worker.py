@@ -11,7 +11,15 @@ from ..app import load_app
 from ..scheduler import create_scheduled_runtime
 from ..storage.sql import SqlStore
 from ..storage.sql.urls import mask_url
-from .base import APP_HELP, EXIT_OK, Parser, Subparsers
+from .base import (
+    APP_HELP,
+    EXIT_OK,
+    Parser,
+    Subparsers,
+    non_negative_float,
+    positive_float,
+    positive_int,
+)
 
 
 async def run_worker(args: argparse.Namespace, store: SqlStore) -> int:
@@ -65,18 +73,18 @@ def configure_parser(subparsers: Subparsers, common: Parser) -> None:
     )
     worker.set_defaults(handler=run_worker)
     worker.add_argument("--app", required=True, metavar="MODULE:ATTR", help=APP_HELP)
-    worker.add_argument("--poll-interval", type=float, default=1.0, metavar="SECONDS")
-    worker.add_argument("--max-concurrency", type=int, default=100, metavar="N")
+    worker.add_argument("--poll-interval", type=positive_float, default=1.0, metavar="SECONDS")
+    worker.add_argument("--max-concurrency", type=positive_int, default=100, metavar="N")
     worker.add_argument(
         "--lease",
-        type=float,
+        type=positive_float,
         default=30.0,
         metavar="SECONDS",
         help="how long a dead worker's runs stay blocked before others take them over",
     )
     worker.add_argument(
         "--grace",
-        type=float,
+        type=non_negative_float,
         default=10.0,
         metavar="SECONDS",
         help="on SIGINT/SIGTERM, how long runs in flight may finish before they are released",
