@@ -71,20 +71,20 @@ def positive_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
-    value = _seconds(text)
+    value = _finite_float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text} is not a positive number")
     return value
 
 
 def non_negative_float(text: str) -> float:
-    value = _seconds(text)
+    value = _finite_float(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text} is negative")
     return value
 
 
-def _seconds(text: str) -> float:
+def _finite_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
