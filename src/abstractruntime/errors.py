@@ -6,6 +6,7 @@
     ├── ArtifactNotFoundError (KeyError)  no artifact has that id (content hash)
     ├── RunExistsError (ValueError)       start() with a run id that is taken
     ├── InvalidArgumentError (ValueError) a caller's argument is wrong (checked before any I/O)
+    │   └── AppLoadError                  an app spec (``module:attr``) that names no workflows
     ├── WaitKeyMismatchError (ValueError) resume() named a wait key the run is not waiting on
     ├── RunNotWaitingError (ValueError)   resume() on a run that is not waiting
     ├── ConcurrentUpdateError             another runtime committed a step of this run first
@@ -74,6 +75,11 @@ class RunExistsError(AbstractRuntimeError, ValueError):
 
 class InvalidArgumentError(AbstractRuntimeError, ValueError):
     """An argument of a call is wrong (a type, a range, a malformed value); nothing was done."""
+
+
+class AppLoadError(InvalidArgumentError):
+    """An app spec (``--app module:attr``, see ``abstractruntime.app.load_app``) cannot be loaded:
+    the module does not import, has no such attribute, or it holds no workflows."""
 
 
 class WaitKeyMismatchError(AbstractRuntimeError, ValueError):

@@ -6,11 +6,11 @@ import io
 from collections.abc import AsyncIterator
 from typing import Any
 
-from abstractruntime.cli import Progress, _stream_table, _table
+from abstractruntime.cli.output import Progress, stream_table, table
 
 
 def test_table_aligns_columns_and_shows_missing_values() -> None:
-    text = _table(("ID", "NAME", "LAST"), [["a", None, "x"], ["long-id", "n", ""]])
+    text = table(("ID", "NAME", "LAST"), [["a", None, "x"], ["long-id", "n", ""]])
     assert text.splitlines() == [
         "ID       NAME  LAST",
         "a        -     x",
@@ -25,7 +25,7 @@ async def test_a_streamed_table_keeps_its_columns_past_the_sample() -> None:
         yield ["c", "much longer than the sample"]  # after the sample: truncated, not shifted
 
     out = io.StringIO()
-    assert await _stream_table(("K", "VALUE"), rows(), out, sample=2) == 3
+    assert await stream_table(("K", "VALUE"), rows(), out, sample=2) == 3
     assert out.getvalue().splitlines() == [
         "K  VALUE",
         "a  short",
@@ -38,7 +38,7 @@ async def test_a_streamed_table_keeps_its_columns_past_the_sample() -> None:
         yield ["much longer key", "y"]
 
     out = io.StringIO()
-    await _stream_table(("K", "V"), wide(), out, sample=1)
+    await stream_table(("K", "V"), wide(), out, sample=1)
     assert out.getvalue().splitlines() == ["K  V", "a  x", "…  y"]
 
 

@@ -1,7 +1,9 @@
-"""``--app MODULE:ATTR``: the forms a worker's app may take, and the errors for the others."""
+"""``load_app("module:attr")`` (``--app``): the forms an app may take, and the errors for the
+others."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import types
 from collections.abc import Iterator
@@ -10,7 +12,8 @@ from typing import Any
 import pytest
 
 from abstractruntime import EffectType, RetryPolicy, WorkflowRegistry
-from abstractruntime.cli import CliError, load_app
+from abstractruntime.app import load_app
+from abstractruntime.errors import AppLoadError, InvalidArgumentError
 from tests.workflows import APPROVAL, counter
 
 
@@ -77,13 +80,47 @@ async def test_a_dict_brings_effect_handlers_a_policy_and_a_context(
         ({"effect_handlers": {}}, "a dict app needs 'workflows'"),
         ({"workflows": [APPROVAL], "handlers": {}}, "got \\['handlers', 'workflows'\\]"),
         (42, "is a int, not a WorkflowRegistry"),
+        ("approval", "is a str, not a WorkflowRegistry"),
+        ([APPROVAL, "x"], "expected a WorkflowSpec, got str"),
+        ([counter(2), counter(3)], "'counter' is already registered"),
+        ({"workflows": [APPROVAL], "effect_handlers": [handler]}, "effect_handlers is a list"),
+        ({"workflows": [APPROVAL], "effect_handlers": {"llm": handler}}, "'llm', which is not"),
+        ({"workflows": [APPROVAL], "effect_handlers": {"llm_call": 1}}, "is not callable"),
+        ({"workflows": [APPROVAL], "effect_policy": object()}, "lacks the methods"),
     ],
 )
 async def test_other_values_are_one_clear_error(
     module: types.ModuleType, value: Any, message: str
 ) -> None:
     module.bad = value
-    with pytest.raises(CliError, match=message):
+    with pytest.raises(AppLoadError, match=message):
         await load_app("fake_app_module:bad")
-    with pytest.raises(CliError, match="has no 'missing'"):
-        await load_app("fake_app_module:missing")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("fake_app_module:missing", "has no 'missing'"),
+        ("fake_app_module", "expected MODULE:ATTR"),
+        (":registry", "expected MODULE:ATTR"),
+        ("no_such_module_here:registry", "cannot import 'no_such_module_here'"),
+    ],
+)
+async def test_a_spec_that_names_nothing_is_one_clear_error(
+    module: types.ModuleType, spec: str, message: str
+) -> None:
+    with pytest.raises(AppLoadError, match=message) as raised:
+        await load_app(spec)
+    assert isinstance(raised.value, InvalidArgumentError)  # a caller's mistake, of our tree
+
+
+async def test_a_string_key_names_its_effect_type(module: types.ModuleType) -> None:
+    module.app = {"workflows": [APPROVAL], "effect_handlers": {"llm_call": handler}}
+    app = await load_app("fake_app_module:app")
+    assert app.effect_handlers == {EffectType.LLM_CALL: handler}
+
+
+def test_the_app_layer_does_not_import_the_command_line() -> None:
+    code = "import sys, abstractruntime.app; print('abstractruntime.cli' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -13,6 +13,7 @@ def test_all_lists_exactly_the_public_names() -> None:
         "errors",
         "storage",
         "cli",
+        "app",
         "demo",
         "annotations",
         "scheduler",

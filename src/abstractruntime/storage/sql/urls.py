@@ -7,6 +7,8 @@ import re
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from ...errors import InvalidArgumentError
+
 #: The embedded default: a SQLite file in the current directory.
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./abstractruntime.db"
 
@@ -20,17 +22,21 @@ _DRIVERS = {
 
 
 def parse_url(url: str | URL) -> URL:
-    """Parse ``url`` and switch it to our async driver; ``ValueError`` for anything else."""
+    """Parse ``url`` and switch it to our async driver.
+
+    Raises:
+        InvalidArgumentError: (a ``ValueError``) not a URL, or not a database we support.
+    """
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise ValueError(
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
+        raise InvalidArgumentError(
             f"{mask_url(str(url))!r} is not a database URL; expected e.g. "
             f"{DEFAULT_DATABASE_URL} or postgresql+asyncpg://user:pass@host/db"
         ) from exc
     driver = _DRIVERS.get(parsed.drivername)
     if driver is None:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"unsupported database {parsed.drivername!r} in {mask_url(parsed)!r}: abstractruntime "
             "supports sqlite+aiosqlite:///path.db and postgresql+asyncpg://..."
         )
@@ -62,7 +68,7 @@ def mask_url(url: str | URL) -> str:
             url = f"{found['scheme']}{user}{':***' if colon else ''}@{hostport}{found['rest']}"
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return "<unparseable URL>"
     if any(key.lower() in _SECRET_PARAMS for key in parsed.query):
         parsed = parsed.set(
