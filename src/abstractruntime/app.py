@@ -20,11 +20,11 @@ from typing import Any
 
 from .core.models import EffectType
 from .core.policy import EffectPolicy
+from .core.ports import Store
 from .core.registry import WorkflowRegistry
 from .core.snapshot import Snapshot
 from .core.spec import WorkflowSpec
 from .errors import AppLoadError, ConcurrentUpdateError, InvalidArgumentError, StoreError
-from .storage.base import Store
 
 __all__ = ["App", "load_app", "snapshot_run"]
 
