@@ -11,7 +11,6 @@ the refusal we can provoke).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
@@ -36,6 +35,7 @@ from abstractruntime import (
 from abstractruntime.storage import SqlStore
 from abstractruntime.storage.sql.urls import mask_url
 from tests.acceptance.test_cli import EXE
+from tests.helpers import eventually
 from tests.workflows import APPROVAL
 
 SECRET = "s3cr3t-PASS"
@@ -134,13 +134,6 @@ def formatted(records: list[logging.LogRecord]) -> str:
     return "\n".join(formatter.format(record) for record in records)
 
 
-async def until(check: Any, message: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, message
-        await asyncio.sleep(0.01)
-
-
 async def test_a_scheduler_that_cannot_reach_its_database_logs_no_password(
     pg_bad_urls: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -169,8 +162,12 @@ async def scheduler_survives(what: str, url: str, caplog: pytest.LogCaptureFixtu
         )
 
     try:
-        await until(lambda: sr.stats.errors >= 2, f"{what}: the poll loop did not retry")
-        await until(lambda: listen_failures() >= 2, f"{what}: the LISTEN loop did not retry")
+        await eventually(
+            lambda: sr.stats.errors >= 2, f"{what}: the poll loop did not retry", timeout=20
+        )
+        await eventually(
+            lambda: listen_failures() >= 2, f"{what}: the LISTEN loop did not retry", timeout=20
+        )
         assert sr.scheduler.running
     finally:
         await sr.stop()

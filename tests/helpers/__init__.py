@@ -1,0 +1,11 @@
+"""Aids the tests share: waiting on real time, a fake clock.
+
+Helpers used by more than one test module live here, never in a test module that others import.
+"""
+
+from __future__ import annotations
+
+from tests.helpers.clock import FakeClock
+from tests.helpers.polling import eventually, tick_when_unleased, wait_for_status
+
+__all__ = ["FakeClock", "eventually", "tick_when_unleased", "wait_for_status"]
