@@ -1,11 +1,17 @@
-"""Aids the tests share: waiting on real time, a fake clock.
+"""Aids the tests share: waiting on real time, virtual time.
 
 Helpers used by more than one test module live here, never in a test module that others import.
 """
 
 from __future__ import annotations
 
-from tests.helpers.clock import FakeClock
+from tests.helpers.clock import FakeClock, scheduled_on
 from tests.helpers.polling import eventually, tick_when_unleased, wait_for_status
 
-__all__ = ["FakeClock", "eventually", "tick_when_unleased", "wait_for_status"]
+__all__ = [
+    "FakeClock",
+    "eventually",
+    "scheduled_on",
+    "tick_when_unleased",
+    "wait_for_status",
+]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -16,6 +15,7 @@ from abstractruntime import (
     RunState,
     RunStatus,
     Runtime,
+    RuntimeConfig,
     StepPlan,
     StepRecord,
     StepStatus,
@@ -27,29 +27,112 @@ from abstractruntime import (
 )
 from abstractruntime.core.kernel import encode_state
 from abstractruntime.core.serde import utc_now
+from abstractruntime.errors import StoreError
 from abstractruntime.scheduler import ScheduledRuntime
-from tests.helpers import eventually, wait_for_status
+from tests.helpers import FakeClock, eventually, scheduled_on, wait_for_status
 from tests.workflows import APPROVAL, counter, parent_of, timer, waiter
 
 StoreFactory = Callable[[], Any]
 
 
-async def scheduled(store: Any, *workflows: WorkflowSpec, **kw: Any) -> ScheduledRuntime:
+async def scheduled(
+    store: Any, *workflows: WorkflowSpec, clock: FakeClock | None = None, **kw: Any
+) -> ScheduledRuntime:
+    """A scheduled runtime on real time, or on ``clock``'s virtual time."""
     kw.setdefault("poll_interval_s", 0.2)
+    if clock is not None:
+        return await scheduled_on(clock, store=store, workflows=list(workflows), **kw)
     return await create_scheduled_runtime(store=store, workflows=list(workflows), **kw)
 
 
+# -- on virtual time: the scheduler sleeps on a FakeClock, so its sleeps are exact -------------
+
+
 async def test_wait_until_is_resumed_by_the_scheduler_on_time(store: Any) -> None:
-    # A long poll interval: the scheduler must sleep until the due time, not until the poll.
-    async with await scheduled(store, timer(0.3), poll_interval_s=5.0) as sr:
-        started = time.monotonic()
+    clock = FakeClock()
+    started = clock.now
+    async with await scheduled(store, timer(0.3), poll_interval_s=5.0, clock=clock) as sr:
         run_id, state = await sr.run(timer(0.3))
         assert state.status is RunStatus.WAITING
-        done = await wait_for_status(sr, run_id, RunStatus.COMPLETED, timeout=5)
-        elapsed = time.monotonic() - started
-        assert 0.3 <= elapsed < 2.0
-        assert "until" in done.output["woke"]
+        # A long poll interval: the scheduler sleeps until the due time, not until the poll.
+        assert await clock.sleeping() == 0.3
+        clock.advance(0.3)
+        done = await wait_for_status(sr, run_id, RunStatus.COMPLETED)
+        assert done.output["woke"] == {"until": (started + timedelta(seconds=0.3)).isoformat()}
+        assert done.updated_at == started + timedelta(seconds=0.3)
         assert sr.stats.runs_resumed >= 1 and sr.stats.poll_cycles >= 1
+
+
+async def test_an_idle_scheduler_polls_every_poll_interval(store_factory: StoreFactory) -> None:
+    """Without a wake-up (another process's run, no NOTIFY), the next poll finds a run."""
+    clock = FakeClock()
+    started = clock.now
+    wf = counter(1)
+    async with await scheduled(
+        store_factory(), wf, poll_interval_s=7.0, clock=clock, listen=False
+    ) as sr:
+        assert await clock.sleeping() == 7.0
+        cycles = sr.stats.poll_cycles
+        assert await clock.skip() == 7.0
+        await eventually(lambda: sr.stats.poll_cycles == cycles + 1, "no poll after 7 s")
+        assert await clock.sleeping() == 7.0
+
+        other = Runtime(store=store_factory(), config=RuntimeConfig(clock=clock))
+        run_id = await other.start(workflow=wf)
+        assert await clock.sleeping() == 7.0  # nothing told the scheduler
+        assert (await sr.get_state(run_id)).status is RunStatus.RUNNING
+        assert sr.stats.runs_resumed == 0
+        clock.advance(7.0)
+        done = await wait_for_status(sr, run_id, RunStatus.COMPLETED)
+        assert done.updated_at == started + timedelta(seconds=14)
+
+
+async def test_database_errors_back_off_exponentially_up_to_30_s(
+    store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    failures = 11
+    claim_due = store.claim_due
+
+    async def unreachable(*args: Any) -> Any:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise StoreError("the database is unreachable")
+        return await claim_due(*args)
+
+    monkeypatch.setattr(store, "claim_due", unreachable)
+    # No LISTEN: its connecting wakes the scheduler, a cycle of its own between two backoffs.
+    async with await scheduled(
+        store, counter(1), poll_interval_s=60.0, clock=clock, listen=False
+    ) as sr:
+        backoffs = [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 30.0, 30.0]
+        for backoff in backoffs:
+            assert await clock.skip() == backoff
+        # Reachable again: back to polling, and the backoff starts from scratch.
+        assert await clock.sleeping() == 60.0
+        assert sr.stats.errors == 11
+        assert clock.sleeps == [*backoffs, 60.0]
+
+
+async def test_a_dead_workers_run_is_taken_over_when_its_lease_ends(store: Any) -> None:
+    clock = FakeClock()
+    started = clock.now
+    wf = counter(2)
+    run_id = await Runtime(store=store, config=RuntimeConfig(clock=clock)).start(workflow=wf)
+    await store.claim_run(run_id, "dead-worker", clock.now, clock.now + timedelta(seconds=60))
+    async with await scheduled(store, wf, poll_interval_s=100.0, clock=clock) as sr:
+        # A claimed run is due when its lease ends: the scheduler sleeps until then.
+        assert await clock.sleeping() == 60.0
+        assert (await sr.get_state(run_id)).status is RunStatus.RUNNING
+        assert sr.stats.runs_resumed == 0
+        clock.advance(60.0)
+        done = await wait_for_status(sr, run_id, RunStatus.COMPLETED)
+        assert done.output == {"n": 2}
+        assert done.updated_at == started + timedelta(seconds=60)
+
+
+# -- on real time --------------------------------------------------------------------------
 
 
 async def test_runs_started_without_ticking_are_driven_by_the_scheduler(store: Any) -> None:
