@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,10 +13,9 @@ import sqlalchemy as sa
 from abstractruntime import RunStatus, Runtime, verify_ledger_chain
 from abstractruntime.storage import SqlStore
 from tests.acceptance.worker_app import EXPECTED_LEDGER, STEPS, TEN_STEPS
-from tests.helpers import eventually
+from tests.helpers import EXE, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
-EXE = str(Path(sys.executable).with_name("abstractruntime"))
 APP = "tests.acceptance.worker_app:registry"
 LEASE_S = 2.0
 

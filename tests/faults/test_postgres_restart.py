@@ -8,7 +8,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,10 +19,9 @@ from abstractruntime.storage import SqlStore
 from tests.acceptance.worker_app import EXPECTED_LEDGER, STEPS, TEN_STEPS
 from tests.faults import pg_server
 from tests.faults.pg_server import ThrowawayPostgres
-from tests.helpers import eventually
+from tests.helpers import EXE, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
-EXE = str(Path(sys.executable).with_name("abstractruntime"))
 RUNS = 120
 
 
