@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from abstractruntime import RunStatus, Runtime, verify_ledger_chain
-from abstractruntime.integrations.abstractcore.scripted_server import ScriptedChatServer
+from abstractruntime.integrations.abstractcore.testing import ScriptedChatServer
 from abstractruntime.storage import SqlStore
 from tests.helpers import eventually
 from tests.integrations.abstractcore import agent_app
