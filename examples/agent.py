@@ -26,7 +26,7 @@ from contextlib import AsyncExitStack
 from abstractruntime import verify_ledger_chain
 from abstractruntime.integrations.abstractcore import MappingToolExecutor, create_hybrid_runtime
 from abstractruntime.integrations.abstractcore.agent import react_agent_workflow
-from abstractruntime.integrations.abstractcore.scripted_server import (
+from abstractruntime.integrations.abstractcore.testing import (
     RecordedRequest,
     ScriptedChatServer,
     ScriptedReply,

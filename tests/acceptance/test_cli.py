@@ -3,26 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from abstractruntime.storage.sql import migrate
-
-EXE = shutil.which("abstractruntime") or str(Path(sys.executable).with_name("abstractruntime"))
-
-
-def cli(*args: str, cwd: Path, url: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "ABSTRACTRUNTIME_DATABASE_URL"}
-    if url is not None:
-        env["ABSTRACTRUNTIME_DATABASE_URL"] = url
-    return subprocess.run(
-        [EXE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+from tests.helpers import cli
 
 
 def test_demo_pauses_and_resumes_in_a_second_process(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from abstractruntime.core.serde import canonical_json, decode
 from abstractruntime.storage import SqlStore
-from tests.acceptance.test_cli import EXE, cli
+from tests.helpers import EXE, cli
 
 APP = "abstractruntime.demo:DEMO_WORKFLOW"
 

@@ -6,14 +6,14 @@ import asyncio
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from abstractruntime import RunLeasedError, RunStatus, Runtime, verify_ledger_chain
+from abstractruntime import RunStatus, Runtime, verify_ledger_chain
 from abstractruntime.storage import SqlStore
 from tests.acceptance.crash_child import LEASE_S
+from tests.helpers import eventually, tick_when_unleased
 from tests.workflows import slow_counter
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,11 +46,12 @@ async def test_kill_between_steps_then_continue_in_a_new_runtime(db_url: str) ->
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
+
+        async def four_committed() -> bool:
+            return await _ledger_length(store, run_id) >= 4
+
         try:
-            deadline = time.monotonic() + 30
-            while await _ledger_length(store, run_id) < 4:
-                assert time.monotonic() < deadline, "the child committed no steps"
-                await asyncio.sleep(0.01)
+            await eventually(four_committed, "the child committed no steps", timeout=30)
         finally:
             child.send_signal(signal.SIGKILL)
             assert await child.wait() == -signal.SIGKILL
@@ -64,14 +65,7 @@ async def test_kill_between_steps_then_continue_in_a_new_runtime(db_url: str) ->
     # until it expires (LEASE_S), then the run is taken over.
     async with SqlStore(db_url) as store:
         rt = Runtime(store=store)
-        killed_at = time.monotonic()
-        while True:
-            try:
-                state = await rt.tick(workflow=workflow, run_id=run_id)
-                break
-            except RunLeasedError:
-                assert time.monotonic() - killed_at < LEASE_S + 5
-                await asyncio.sleep(0.05)
+        state = await tick_when_unleased(rt, workflow, run_id, timeout=LEASE_S + 5)
         assert state.status is RunStatus.COMPLETED
         assert state.output == {"seen": list(range(STEPS))}  # no step lost, none twice
         ledger = await rt.get_ledger(run_id)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,9 +13,9 @@ import sqlalchemy as sa
 from abstractruntime import RunStatus, Runtime, verify_ledger_chain
 from abstractruntime.storage import SqlStore
 from tests.acceptance.worker_app import EXPECTED_LEDGER, STEPS, TEN_STEPS
+from tests.helpers import EXE, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
-EXE = str(Path(sys.executable).with_name("abstractruntime"))
 APP = "tests.acceptance.worker_app:registry"
 LEASE_S = 2.0
 
@@ -57,10 +54,12 @@ async def count_completed(store: SqlStore) -> int:
 
 
 async def wait_until_completed(store: SqlStore, n: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while (done := await count_completed(store)) < n:
-        assert time.monotonic() < deadline, f"only {done} of {n} runs completed"
-        await asyncio.sleep(0.1)
+    async def all_completed() -> bool:
+        done = await count_completed(store)
+        assert done >= n, f"only {done} of {n} runs completed"
+        return True
+
+    await eventually(all_completed, "the workers stalled", timeout=timeout, interval=0.1)
 
 
 async def check_every_run(store: SqlStore, run_ids: list[str]) -> None:

@@ -16,7 +16,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,9 +27,9 @@ from abstractruntime.core import crashpoints
 from abstractruntime.provenance import verify_all
 from abstractruntime.storage import SqlStore
 from tests.chaos.app import EFFECT_NODES, LOG_ENV, MAIN, app, executions
+from tests.helpers import EXE
 
 ROOT = Path(__file__).resolve().parents[2]
-EXE = str(Path(sys.executable).with_name("abstractruntime"))
 KILLS = int(os.environ.get("CHAOS_KILLS", "5"))
 RUNS = int(os.environ.get("CHAOS_RUNS", "20"))
 CRASH_P = float(os.environ.get("CHAOS_CRASH_P", "0.02"))
@@ -144,6 +143,7 @@ async def test_random_kills_lose_nothing_and_commit_nothing_twice(
         answered: set[str] = set()
         deadline = time.monotonic() + TIMEOUT_S
         try:
+            # Not eventually(): tend() and answer_events() assert, and those must fail at once.
             while True:
                 fleet.tend()
                 await answer_events(rt, store, answered)

@@ -8,15 +8,15 @@ import asyncio
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from abstractruntime import RunLeasedError, RunStatus, verify_ledger_chain
+from abstractruntime import RunStatus, verify_ledger_chain
 from abstractruntime.core import crashpoints
 from abstractruntime.storage import SqlStore
 from tests.chaos.point_child import EFFECTFUL, LEASE_S, runtime
+from tests.helpers import tick_when_unleased
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,14 +69,8 @@ async def test_a_kill_at_each_point_loses_nothing_committed(
     async with SqlStore(url) as store:
         rt = runtime(store, str(effects))
         assert len(await rt.get_ledger(run_id)) == committed
-        deadline = time.monotonic() + LEASE_S + 10
-        while True:  # the dead process's lease blocks the run until it expires
-            try:
-                state = await rt.tick(workflow=EFFECTFUL, run_id=run_id)
-                break
-            except RunLeasedError:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.05)
+        # The dead process's lease blocks the run until it expires.
+        state = await tick_when_unleased(rt, EFFECTFUL, run_id, timeout=LEASE_S + 10)
         assert state.status is RunStatus.COMPLETED
         assert state.output == {"receipt": {"charged": 42}}
         ledger = await rt.get_ledger(run_id)

@@ -8,8 +8,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,9 +19,9 @@ from abstractruntime.storage import SqlStore
 from tests.acceptance.worker_app import EXPECTED_LEDGER, STEPS, TEN_STEPS
 from tests.faults import pg_server
 from tests.faults.pg_server import ThrowawayPostgres
+from tests.helpers import EXE, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
-EXE = str(Path(sys.executable).with_name("abstractruntime"))
 RUNS = 120
 
 
@@ -34,6 +32,12 @@ async def completed(store: SqlStore) -> int:
                 sa.text("SELECT count(*) FROM abstractruntime_runs WHERE status = 'completed'")
             )
         )
+
+
+async def completed_at_least(store: SqlStore, n: int) -> bool:
+    done = await completed(store)
+    assert done >= n, f"only {done} of {n} runs completed"
+    return True
 
 
 @pytest.mark.slow
@@ -77,20 +81,24 @@ async def test_workers_survive_a_postgres_restart(tmp_path: Path) -> None:
                 )
 
         async with SqlStore(server.url) as store:
-            deadline = time.monotonic() + 60
-            while await completed(store) < RUNS // 4:
-                assert time.monotonic() < deadline, "the workers made no progress"
-                await asyncio.sleep(0.05)
+            await eventually(
+                lambda: completed_at_least(store, RUNS // 4),
+                "the workers made no progress",
+                timeout=60,
+                interval=0.05,
+            )
         await asyncio.to_thread(server.stop, "immediate")  # a crash of the server
         await asyncio.sleep(2)
         assert all(worker.poll() is None for worker in workers), "a worker died with the server"
         await asyncio.to_thread(server.start)
 
         async with SqlStore(server.url) as store:
-            deadline = time.monotonic() + 120
-            while (done := await completed(store)) < RUNS:
-                assert time.monotonic() < deadline, f"only {done} of {RUNS} runs completed"
-                await asyncio.sleep(0.2)
+            await eventually(
+                lambda: completed_at_least(store, RUNS),
+                "the workers stalled",
+                timeout=120,
+                interval=0.2,
+            )
             rt = Runtime(store=store)
             for run_id in run_ids:
                 state = await rt.get_state(run_id)

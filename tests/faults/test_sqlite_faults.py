@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,6 @@ from abstractruntime import (
     Effect,
     EffectOutcome,
     EffectType,
-    RunLeasedError,
     RunState,
     RunStatus,
     Runtime,
@@ -34,6 +32,7 @@ from abstractruntime import (
     verify_ledger_chain,
 )
 from abstractruntime.storage import SqlStore
+from tests.helpers import tick_when_unleased
 from tests.workflows import APPROVAL
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,14 +112,7 @@ async def test_a_full_disk_is_a_clear_error_and_loses_nothing(tmpfs: Any) -> Non
     remount(where, "size=16m")  # space again: the run goes on from its last commit
     async with SqlStore(url) as store:
         rt = Runtime(store=store, effect_handlers=handlers)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                done = await rt.tick(workflow=wf, run_id=run_id, max_steps=1000)
-                break
-            except RunLeasedError:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.1)
+        done = await tick_when_unleased(rt, wf, run_id, interval=0.1, max_steps=1000)
         assert done.status is RunStatus.COMPLETED and done.output == {"chunks": 40}
         ledger = await rt.get_ledger(run_id)
         assert verify_ledger_chain(ledger)["ok"]

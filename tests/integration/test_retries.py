@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import sys
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -31,8 +30,7 @@ from abstractruntime import (
     verify_ledger_chain,
 )
 from abstractruntime.storage import SqlStore
-from tests.integration.test_runtime import FakeClock
-from tests.integration.test_scheduler import wait_for
+from tests.helpers import FakeClock, scheduled_on, wait_for_status
 from tests.workflows import counter, llm_agent_step, waiter
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -222,27 +220,35 @@ async def test_other_runs_keep_moving_during_a_backoff(store: Any) -> None:
         slow_id, state = await sr.run(llm_agent_step())
         assert state.status is RunStatus.WAITING
         fast_id = await sr.start(workflow=fast)
-        await wait_for(sr, fast_id, RunStatus.COMPLETED, timeout=5)
+        await wait_for_status(sr, fast_id, RunStatus.COMPLETED, timeout=5)
         assert (await sr.get_state(slow_id)).status is RunStatus.WAITING
         assert flaky.calls == 1
 
 
 async def test_the_scheduler_runs_a_pending_retry_at_its_time(store: Any) -> None:
-    flaky = Flaky(1)
-    async with await create_scheduled_runtime(
+    clock, flaky = FakeClock(), Flaky(1)
+    started = clock.now
+    async with await scheduled_on(
+        clock,
         store=store,
         workflows=[llm_agent_step()],
         effect_handlers={EffectType.LLM_CALL: flaky},
         effect_policy=RetryPolicy(backoff_base=0.2),
         poll_interval_s=5.0,  # the retry's due time, not the poll, must wake the scheduler
     ) as sr:
-        started = time.monotonic()
         run_id, state = await sr.run(llm_agent_step())
         assert state.status is RunStatus.WAITING
-        done = await wait_for(sr, run_id, RunStatus.COMPLETED, timeout=4)
-        assert time.monotonic() - started >= 0.2
+        assert await clock.sleeping() == 0.2
+        clock.advance(0.2)
+        done = await wait_for_status(sr, run_id, RunStatus.COMPLETED, timeout=4)
         assert done.output == {"planned": 1, "answer": {"content": "hello"}}
         assert flaky.calls == 2
+        ledger = await sr.get_ledger(run_id)
+    retried_at = (started + timedelta(seconds=0.2)).isoformat()
+    assert [(r["status"], r["attempt"], r["started_at"]) for r in ledger[:2]] == [
+        ("failed", 1, started.isoformat()),
+        ("completed", 2, retried_at),
+    ]
 
 
 async def test_a_retry_pending_when_the_process_is_killed_runs_after_restart(
@@ -278,7 +284,7 @@ async def test_a_retry_pending_when_the_process_is_killed_runs_after_restart(
             effect_policy=RetryPolicy(backoff_base=0.5),
             poll_interval_s=0.1,
         ) as sr:
-            done = await wait_for(sr, run_id, RunStatus.COMPLETED, timeout=10)
+            done = await wait_for_status(sr, run_id, RunStatus.COMPLETED, timeout=10)
             assert datetime.now(timezone.utc) >= pending.waiting.until
             ledger = await sr.get_ledger(run_id)
     assert flaky.calls == 1

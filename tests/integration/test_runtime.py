@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta, timezone
 from typing import Any
 
 import pytest
@@ -27,22 +27,10 @@ from abstractruntime import (
     WorkflowSpec,
     verify_ledger_chain,
 )
+from tests.helpers import FakeClock
 from tests.workflows import APPROVAL, counter
 
 StoreFactory = Callable[[], Any]
-
-
-class FakeClock:
-    """A clock the test moves by hand: timers and leases are exact and nothing sleeps."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 async def test_quick_start_ask_user_pause_and_resume(store_factory: StoreFactory) -> None:

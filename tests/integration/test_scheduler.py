@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -16,6 +15,7 @@ from abstractruntime import (
     RunState,
     RunStatus,
     Runtime,
+    RuntimeConfig,
     StepPlan,
     StepRecord,
     StepStatus,
@@ -27,40 +27,112 @@ from abstractruntime import (
 )
 from abstractruntime.core.kernel import encode_state
 from abstractruntime.core.serde import utc_now
+from abstractruntime.errors import StoreError
 from abstractruntime.scheduler import ScheduledRuntime
+from tests.helpers import FakeClock, eventually, scheduled_on, wait_for_status
 from tests.workflows import APPROVAL, counter, parent_of, timer, waiter
 
 StoreFactory = Callable[[], Any]
 
 
-async def wait_for(
-    sr: ScheduledRuntime, run_id: str, status: RunStatus, timeout: float = 10
-) -> RunState:
-    deadline = time.monotonic() + timeout
-    while True:
-        state = await sr.get_state(run_id)
-        if state.status is status:
-            return state
-        assert time.monotonic() < deadline, f"run stayed {state.status}: {state.error}"
-        await asyncio.sleep(0.01)
-
-
-async def scheduled(store: Any, *workflows: WorkflowSpec, **kw: Any) -> ScheduledRuntime:
+async def scheduled(
+    store: Any, *workflows: WorkflowSpec, clock: FakeClock | None = None, **kw: Any
+) -> ScheduledRuntime:
+    """A scheduled runtime on real time, or on ``clock``'s virtual time."""
     kw.setdefault("poll_interval_s", 0.2)
+    if clock is not None:
+        return await scheduled_on(clock, store=store, workflows=list(workflows), **kw)
     return await create_scheduled_runtime(store=store, workflows=list(workflows), **kw)
 
 
+# -- on virtual time: the scheduler sleeps on a FakeClock, so its sleeps are exact -------------
+
+
 async def test_wait_until_is_resumed_by_the_scheduler_on_time(store: Any) -> None:
-    # A long poll interval: the scheduler must sleep until the due time, not until the poll.
-    async with await scheduled(store, timer(0.3), poll_interval_s=5.0) as sr:
-        started = time.monotonic()
+    clock = FakeClock()
+    started = clock.now
+    async with await scheduled(store, timer(0.3), poll_interval_s=5.0, clock=clock) as sr:
         run_id, state = await sr.run(timer(0.3))
         assert state.status is RunStatus.WAITING
-        done = await wait_for(sr, run_id, RunStatus.COMPLETED, timeout=5)
-        elapsed = time.monotonic() - started
-        assert 0.3 <= elapsed < 2.0
-        assert "until" in done.output["woke"]
+        # A long poll interval: the scheduler sleeps until the due time, not until the poll.
+        assert await clock.sleeping() == 0.3
+        clock.advance(0.3)
+        done = await wait_for_status(sr, run_id, RunStatus.COMPLETED)
+        assert done.output["woke"] == {"until": (started + timedelta(seconds=0.3)).isoformat()}
+        assert done.updated_at == started + timedelta(seconds=0.3)
         assert sr.stats.runs_resumed >= 1 and sr.stats.poll_cycles >= 1
+
+
+async def test_an_idle_scheduler_polls_every_poll_interval(store_factory: StoreFactory) -> None:
+    """Without a wake-up (another process's run, no NOTIFY), the next poll finds a run."""
+    clock = FakeClock()
+    started = clock.now
+    wf = counter(1)
+    async with await scheduled(
+        store_factory(), wf, poll_interval_s=7.0, clock=clock, listen=False
+    ) as sr:
+        assert await clock.sleeping() == 7.0
+        cycles = sr.stats.poll_cycles
+        assert await clock.skip() == 7.0
+        await eventually(lambda: sr.stats.poll_cycles == cycles + 1, "no poll after 7 s")
+        assert await clock.sleeping() == 7.0
+
+        other = Runtime(store=store_factory(), config=RuntimeConfig(clock=clock))
+        run_id = await other.start(workflow=wf)
+        assert await clock.sleeping() == 7.0  # nothing told the scheduler
+        assert (await sr.get_state(run_id)).status is RunStatus.RUNNING
+        assert sr.stats.runs_resumed == 0
+        clock.advance(7.0)
+        done = await wait_for_status(sr, run_id, RunStatus.COMPLETED)
+        assert done.updated_at == started + timedelta(seconds=14)
+
+
+async def test_database_errors_back_off_exponentially_up_to_30_s(
+    store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    failures = 11
+    claim_due = store.claim_due
+
+    async def unreachable(*args: Any) -> Any:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise StoreError("the database is unreachable")
+        return await claim_due(*args)
+
+    monkeypatch.setattr(store, "claim_due", unreachable)
+    # No LISTEN: its connecting wakes the scheduler, a cycle of its own between two backoffs.
+    async with await scheduled(
+        store, counter(1), poll_interval_s=60.0, clock=clock, listen=False
+    ) as sr:
+        backoffs = [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 30.0, 30.0]
+        for backoff in backoffs:
+            assert await clock.skip() == backoff
+        # Reachable again: back to polling, and the backoff starts from scratch.
+        assert await clock.sleeping() == 60.0
+        assert sr.stats.errors == 11
+        assert clock.sleeps == [*backoffs, 60.0]
+
+
+async def test_a_dead_workers_run_is_taken_over_when_its_lease_ends(store: Any) -> None:
+    clock = FakeClock()
+    started = clock.now
+    wf = counter(2)
+    run_id = await Runtime(store=store, config=RuntimeConfig(clock=clock)).start(workflow=wf)
+    await store.claim_run(run_id, "dead-worker", clock.now, clock.now + timedelta(seconds=60))
+    async with await scheduled(store, wf, poll_interval_s=100.0, clock=clock) as sr:
+        # A claimed run is due when its lease ends: the scheduler sleeps until then.
+        assert await clock.sleeping() == 60.0
+        assert (await sr.get_state(run_id)).status is RunStatus.RUNNING
+        assert sr.stats.runs_resumed == 0
+        clock.advance(60.0)
+        done = await wait_for_status(sr, run_id, RunStatus.COMPLETED)
+        assert done.output == {"n": 2}
+        assert done.updated_at == started + timedelta(seconds=60)
+
+
+# -- on real time --------------------------------------------------------------------------
 
 
 async def test_runs_started_without_ticking_are_driven_by_the_scheduler(store: Any) -> None:
@@ -68,7 +140,7 @@ async def test_runs_started_without_ticking_are_driven_by_the_scheduler(store: A
     async with await scheduled(store, wf) as sr:
         ids = [await sr.start(workflow=wf) for _ in range(5)]
         for run_id in ids:
-            state = await wait_for(sr, run_id, RunStatus.COMPLETED)
+            state = await wait_for_status(sr, run_id, RunStatus.COMPLETED)
             assert state.output == {"n": 4}
             assert verify_ledger_chain(await sr.get_ledger(run_id))["ok"]
 
@@ -84,13 +156,13 @@ async def test_a_slow_run_does_not_hold_up_the_others(store: Any) -> None:
     fast_wf = counter(3, "fast")
     async with await scheduled(store, slow_wf, fast_wf) as sr:
         slow_id = await sr.start(workflow=slow_wf)
-        await asyncio.sleep(0.05)
+        await eventually(lambda: sr.scheduler.inflight == 1, "the slow run was not claimed")
         fast_ids = [await sr.start(workflow=fast_wf) for _ in range(3)]
         for run_id in fast_ids:
-            await wait_for(sr, run_id, RunStatus.COMPLETED)
+            await wait_for_status(sr, run_id, RunStatus.COMPLETED)
         assert (await sr.get_state(slow_id)).status is RunStatus.RUNNING
         gate.set()
-        await wait_for(sr, slow_id, RunStatus.COMPLETED)
+        await wait_for_status(sr, slow_id, RunStatus.COMPLETED)
 
 
 async def test_respond_finds_the_wait_key(store: Any) -> None:
@@ -160,7 +232,7 @@ async def test_waiting_child_resumes_its_parent_automatically(store_factory: Sto
         # The event reaches the child through a runtime that only knows the child workflow.
         async with await scheduled(store_factory(), child, auto_start=False) as other:
             await other.emit_event("evt:child", {"done": True})
-        done = await wait_for(sr, run_id, RunStatus.COMPLETED)
+        done = await wait_for_status(sr, run_id, RunStatus.COMPLETED)
         assert done.output["child"] == {
             "sub_run_id": sub_run_id,
             "output": {"event": {"done": True}, "x": 1},
@@ -186,7 +258,7 @@ async def test_async_subworkflow_returns_at_once_and_runs_in_the_scheduler(store
         _, state = await sr.run(parent)
         assert state.status is RunStatus.COMPLETED
         sub_run_id = state.output["child"]["sub_run_id"]
-        done = await wait_for(sr, sub_run_id, RunStatus.COMPLETED)
+        done = await wait_for_status(sr, sub_run_id, RunStatus.COMPLETED)
         assert done.output == {"n": 3}
 
 
@@ -217,7 +289,7 @@ async def test_grandchild_completion_bubbles_up(store: Any) -> None:
     async with await scheduled(store, leaf, middle, top) as sr:
         top_id, _ = await sr.run(top)
         await sr.emit_event("evt:leaf2", {"v": 7})
-        done = await wait_for(sr, top_id, RunStatus.COMPLETED)
+        done = await wait_for_status(sr, top_id, RunStatus.COMPLETED)
         assert done.output["child"]["output"]["child"]["output"]["event"] == {"v": 7}
 
 
@@ -250,7 +322,7 @@ async def test_a_parent_whose_child_ended_before_its_wait_was_stored_is_resumed(
         handle, state, encode_state(state), [record], now=utc_now(), lease_until=None
     )
     async with await scheduled(store, child_wf, parent_wf) as sr:
-        done = await wait_for(sr, parent, RunStatus.COMPLETED)
+        done = await wait_for_status(sr, parent, RunStatus.COMPLETED)
     assert done.output is not None and done.output["child"]["sub_run_id"] == child_id
 
 
@@ -264,10 +336,7 @@ async def test_stop_waits_for_inflight_runs_then_releases(store: Any) -> None:
     wf = WorkflowSpec("slow", "slow", {"slow": slow})
     sr = await scheduled(store, wf)
     run_id = await sr.start(workflow=wf)
-    deadline = time.monotonic() + 5
-    while sr.scheduler.inflight == 0:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.01)
+    await eventually(lambda: sr.scheduler.inflight, "the run was not claimed", timeout=5)
     await sr.scheduler.stop(grace_s=0.1)  # the node never finishes: cancelled, lease released
     assert sr.runtime.held_runs == frozenset()
     state = await sr.get_state(run_id)
@@ -280,9 +349,10 @@ async def test_stop_waits_for_inflight_runs_then_releases(store: Any) -> None:
 async def test_racing_resumers_resume_once_and_the_loser_is_told(
     store_factory: StoreFactory,
 ) -> None:
-    gate = asyncio.Event()
+    gate, entered = asyncio.Event(), asyncio.Event()
 
     async def slow_after(run: RunState, ctx: Any) -> StepPlan:
+        entered.set()
         await gate.wait()
         return StepPlan(node_id="done", complete_output=run.vars)
 
@@ -293,7 +363,7 @@ async def test_racing_resumers_resume_once_and_the_loser_is_told(
         first = asyncio.create_task(
             a.resume_event(run_id=run_id, wait_key="evt:once", payload={"by": "a"})
         )
-        await asyncio.sleep(0.2)  # a holds the run (its next node waits on the gate)
+        await eventually(entered.is_set, "a never reached its next node")  # a holds the run
         with pytest.raises((RunLeasedError, RunNotWaitingError)) as info:
             await b.resume_event(run_id=run_id, wait_key="evt:once", payload={"by": "b"})
         assert run_id in str(info.value)
@@ -323,5 +393,5 @@ async def test_notify_wakes_an_idle_postgres_scheduler_at_once(pg_url: str) -> N
         await asyncio.sleep(0.5)  # idle, listening
         cycles = sr.stats.poll_cycles
         run_id = await Runtime(store=producer).start(workflow=wf)
-        await wait_for(sr, run_id, RunStatus.COMPLETED, timeout=5)
+        await wait_for_status(sr, run_id, RunStatus.COMPLETED, timeout=5)
         assert sr.stats.poll_cycles > cycles

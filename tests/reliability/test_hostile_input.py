@@ -12,10 +12,8 @@ Examples are derandomised (the same ones every run) and few per property, so the
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -43,6 +41,7 @@ from abstractruntime import (
 from abstractruntime.core.kernel import MAX_ERROR_CHARS, WAIT_KEY_LIMIT
 from abstractruntime.core.snapshot import fold
 from abstractruntime.scheduler import ScheduledRuntime
+from tests.helpers import eventually
 
 settings.register_profile(
     "reliability",
@@ -242,7 +241,9 @@ async def sr(store: Any) -> AsyncIterator[ScheduledRuntime]:
     scheduled = await create_scheduled_runtime(store=store, workflows=[PROBE], poll_interval_s=0.02)
     try:
         yield scheduled
-        await until(lambda: no_running_runs(store), "the scheduler left runs running")
+        await eventually(
+            lambda: no_running_runs(store), "the scheduler left runs running", timeout=30
+        )
         assert scheduled.scheduler.running, "the scheduler's task ended"
         assert scheduled.stats.errors == 0
     finally:
@@ -251,13 +252,6 @@ async def sr(store: Any) -> AsyncIterator[ScheduledRuntime]:
 
 async def no_running_runs(store: Any) -> bool:
     return not await store.list_runs(status=RunStatus.RUNNING, limit=1)
-
-
-async def until(check: Callable[[], Any], message: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, message
-        await asyncio.sleep(0.01)
 
 
 async def count_runs(store: Any) -> int:
@@ -799,7 +793,7 @@ async def test_malformed_plans_never_take_the_scheduler_down(
             states = [await sr.get_state(run_id) for run_id in run_ids]
             return all(state.status.is_terminal for state in states)
 
-        await until(all_ended, "a malformed run never ended")
+        await eventually(all_ended, "a malformed run never ended", timeout=30)
         for run_id, (name, _, fragment) in zip(run_ids, BAD_PLANS, strict=True):
             state = await healthy(sr.runtime, run_id)
             assert state.status is RunStatus.FAILED, name
@@ -808,8 +802,10 @@ async def test_malformed_plans_never_take_the_scheduler_down(
         assert sr.stats.errors == 0
         assert sr.stats.runs_failed == len(BAD_PLANS)  # each failed once, none was retried
         good_id = await sr.start(workflow=good)
-        await until(
-            lambda: waiting(sr, good_id), "the scheduler stopped driving runs after bad ones"
+        await eventually(
+            lambda: waiting(sr, good_id),
+            "the scheduler stopped driving runs after bad ones",
+            timeout=30,
         )
         assert len(await sr.emit_event("after:all", {})) == 1
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]

@@ -17,7 +17,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from abstractruntime import (
     verify_ledger_chain,
 )
 from abstractruntime.storage import SqlStore
+from tests.helpers import eventually
 from tests.reliability.race_child import RACE
 from tests.workflows import waiter
 
@@ -57,13 +57,6 @@ def spawn(spec: dict[str, Any]) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-async def until(check: Any, message: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, message
-        await asyncio.sleep(0.01)
 
 
 async def test_concurrent_resume_emit_and_cancel_from_several_processes(
@@ -108,9 +101,10 @@ async def test_concurrent_resume_emit_and_cancel_from_several_processes(
             for name, (role, order) in plan.items()
         }
         try:
-            await until(
+            await eventually(
                 lambda: all(c.poll() is not None for c in children.values()),
                 "a child never finished",
+                timeout=60,
             )
         finally:
             for child in children.values():
@@ -179,10 +173,7 @@ async def test_a_resume_that_landed_is_not_reported_as_lost(store_factory: Any) 
         async def resumed() -> bool:
             return len(await a.get_ledger(run_id)) == 2
 
-        deadline = time.monotonic() + 10
-        while not await resumed():
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
+        await eventually(resumed, "a's resume never committed its wait's end")
         cancelled = await b.cancel_run(run_id, reason="meanwhile")
         assert cancelled.status is RunStatus.CANCELLED
         gate.set()

@@ -11,7 +11,6 @@ the refusal we can provoke).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
@@ -35,7 +34,7 @@ from abstractruntime import (
 )
 from abstractruntime.storage import SqlStore
 from abstractruntime.storage.sql.urls import mask_url
-from tests.acceptance.test_cli import EXE
+from tests.helpers import EXE, cli, eventually
 from tests.workflows import APPROVAL
 
 SECRET = "s3cr3t-PASS"
@@ -134,13 +133,6 @@ def formatted(records: list[logging.LogRecord]) -> str:
     return "\n".join(formatter.format(record) for record in records)
 
 
-async def until(check: Any, message: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, message
-        await asyncio.sleep(0.01)
-
-
 async def test_a_scheduler_that_cannot_reach_its_database_logs_no_password(
     pg_bad_urls: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -169,24 +161,18 @@ async def scheduler_survives(what: str, url: str, caplog: pytest.LogCaptureFixtu
         )
 
     try:
-        await until(lambda: sr.stats.errors >= 2, f"{what}: the poll loop did not retry")
-        await until(lambda: listen_failures() >= 2, f"{what}: the LISTEN loop did not retry")
+        await eventually(
+            lambda: sr.stats.errors >= 2, f"{what}: the poll loop did not retry", timeout=20
+        )
+        await eventually(
+            lambda: listen_failures() >= 2, f"{what}: the LISTEN loop did not retry", timeout=20
+        )
         assert sr.scheduler.running
     finally:
         await sr.stop()
 
 
 # -- the command line --------------------------------------------------------------------------
-
-
-def run_cli(*args: str, cwd: Path, url: str | None = None) -> subprocess.CompletedProcess[str]:
-    """The CLI with the URL from ``$ABSTRACTRUNTIME_DATABASE_URL`` when given."""
-    env = {k: v for k, v in os.environ.items() if k != "ABSTRACTRUNTIME_DATABASE_URL"}
-    if url is not None:
-        env["ABSTRACTRUNTIME_DATABASE_URL"] = url
-    return subprocess.run(
-        [EXE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False
-    )
 
 
 APP = "tests.acceptance.worker_app:registry"
@@ -201,7 +187,7 @@ def test_cli_errors_never_show_the_password(pg_bad_urls: dict[str, str], tmp_pat
         calls.append((["runs", "show", "x"], url))  # the URL from the environment
         calls.append((["--database-url", url, "worker", "--app", APP], None))
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda call: run_cli(*call[0], cwd=Path(root), url=call[1]), calls))
+        results = list(pool.map(lambda call: cli(*call[0], cwd=Path(root), url=call[1]), calls))
     for (args, _), result in zip(calls, results, strict=True):
         assert result.returncode == 2, (args, result.stderr)
         assert result.stderr.startswith("abstractruntime: error:"), (args, result.stderr)
@@ -214,7 +200,7 @@ def test_cli_output_with_a_working_url_never_shows_the_password(pg_url: str) -> 
     url = with_password(pg_url)  # the server trusts us: the password is accepted, and unused
     root = Path(__file__).resolve().parents[2]
     for args in (["db", "current"], ["runs", "list"], ["--json", "runs", "list"], ["demo"]):
-        result = run_cli("--database-url", url, *args, cwd=root)
+        result = cli("--database-url", url, *args, cwd=root)
         assert result.returncode == 0, (args, result.stderr)
         assert_clean(result.stdout + result.stderr)
     # A worker logs where it works: masked.

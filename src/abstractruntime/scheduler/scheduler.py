@@ -27,6 +27,15 @@ logger = logging.getLogger("abstractruntime.scheduler")
 _MIN_SLEEP_S = 0.005
 _MAX_BACKOFF_S = 30.0
 
+#: How the loop sleeps between cycles: ``await wait(event, timeout)`` returns once ``event`` is
+#: set or ``timeout`` seconds have passed, whichever comes first, without raising.
+Wait = Callable[[asyncio.Event, float], Awaitable[None]]
+
+
+async def _wait_on_the_loop(event: asyncio.Event, timeout: float) -> None:
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout)
+
 
 @dataclass
 class SchedulerStats:
@@ -52,6 +61,10 @@ class Scheduler:
         poll_interval_s: longest sleep between two claims when nothing wakes it up.
         max_concurrency: how many runs are driven at once by this scheduler.
         listen: on Postgres, also wake up on ``NOTIFY`` (default True); polling stays on.
+        wait: how the loop sleeps until the next due time, the next poll or a backoff's end
+            (see ``Wait``); the default sleeps on the event loop's clock. With a ``wait`` on
+            virtual time, the one the runtime's ``RuntimeConfig.clock`` reads, a test makes
+            timers, polls and backoffs come due without sleeping.
     """
 
     def __init__(
@@ -61,6 +74,7 @@ class Scheduler:
         poll_interval_s: float = 1.0,
         max_concurrency: int = 100,
         listen: bool = True,
+        wait: Wait = _wait_on_the_loop,
     ) -> None:
         if poll_interval_s <= 0:
             raise ValueError("poll_interval_s must be positive")
@@ -70,6 +84,7 @@ class Scheduler:
         self.poll_interval_s = poll_interval_s
         self.max_concurrency = max_concurrency
         self.listen = listen
+        self._wait = wait
         self.stats = SchedulerStats()
         self._wake = asyncio.Event()
         self._inflight: dict[str, asyncio.Task[None]] = {}
@@ -166,8 +181,7 @@ class Scheduler:
                 logger.warning("poll cycle failed; retrying in %.1fs", backoff, exc_info=True)
                 timeout = backoff
             if timeout > 0:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                await self._wait(self._wake, timeout)
 
     async def _sleep_time(self, claimed: int) -> float:
         if self.max_concurrency - len(self._inflight) <= 0:

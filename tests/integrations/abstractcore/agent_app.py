@@ -7,7 +7,7 @@ from typing import Any
 
 from abstractruntime.integrations.abstractcore import MappingToolExecutor
 from abstractruntime.integrations.abstractcore.agent import react_agent_workflow
-from abstractruntime.integrations.abstractcore.scripted_server import ScriptedReply
+from abstractruntime.integrations.abstractcore.testing import ScriptedReply
 
 TOOL_SPECS = [
     {

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
 
-from abstractruntime import RunLeasedError, RuntimeConfig
+from abstractruntime import RuntimeConfig
 from abstractruntime.integrations.abstractcore import create_hybrid_runtime
+from tests.helpers import tick_when_unleased
 from tests.integrations.abstractcore import agent_app
 
 #: A short lease, so that a new process may take the run over soon after the kill.
@@ -29,15 +29,8 @@ async def main(db_url: str, server_url: str, run_id: str, mode: str) -> None:
         tool_executor=agent_app.tools(hang=mode == "hang"),
         config=RuntimeConfig(lease_s=LEASE_S),
     ) as rt:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                state = await rt.tick(workflow=wf, run_id=run_id)
-                break
-            except RunLeasedError:  # the killed process's lease has not expired yet
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.05)
+        # The killed process's lease blocks the run until it expires.
+        state = await tick_when_unleased(rt, wf, run_id, timeout=30)
     print(json.dumps({"status": state.status.value, "output": state.output, "error": state.error}))
 
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from abstractruntime.integrations.abstractcore import RemoteAbstractCoreLLMClient
-from abstractruntime.integrations.abstractcore.scripted_server import ScriptedChatServer
+from abstractruntime.integrations.abstractcore.testing import ScriptedChatServer
 
 
 @pytest.fixture

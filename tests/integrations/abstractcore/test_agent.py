@@ -11,7 +11,7 @@ from abstractruntime.integrations.abstractcore import (
     create_remote_runtime,
 )
 from abstractruntime.integrations.abstractcore.agent import react_agent_workflow
-from abstractruntime.integrations.abstractcore.scripted_server import (
+from abstractruntime.integrations.abstractcore.testing import (
     ScriptedChatServer,
     ScriptedReply,
 )

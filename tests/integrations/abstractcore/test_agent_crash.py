@@ -8,12 +8,15 @@ import json
 import os
 import signal
 import sys
-import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from abstractruntime import RunStatus, Runtime, verify_ledger_chain
-from abstractruntime.integrations.abstractcore.scripted_server import ScriptedChatServer
+from abstractruntime.integrations.abstractcore.testing import ScriptedChatServer
 from abstractruntime.storage import SqlStore
+from tests.helpers import eventually
 from tests.integrations.abstractcore import agent_app
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -49,12 +52,14 @@ async def test_killed_agent_finishes_in_a_new_process_without_repeating_the_llm_
 
         # Process 1 asks the LLM (committed), then hangs in a tool: kill it there.
         child = await _spawn(db_url, server.url, run_id, "hang")
+
+        async def committed() -> list[dict[str, Any]]:
+            if child.returncode is not None:  # fail now, not at the timeout
+                pytest.fail("the child died before its first step")
+            return await rt.get_ledger(run_id)
+
         try:
-            deadline = time.monotonic() + 30
-            while not await rt.get_ledger(run_id):
-                assert child.returncode is None, "the child died before its first step"
-                assert time.monotonic() < deadline, "the child committed no step"
-                await asyncio.sleep(0.02)
+            await eventually(committed, "the child committed no step", timeout=30, interval=0.02)
         finally:
             child.send_signal(signal.SIGKILL)
             assert await child.wait() == -signal.SIGKILL

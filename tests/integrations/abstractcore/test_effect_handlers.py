@@ -26,7 +26,7 @@ from abstractruntime.integrations.abstractcore import (
     make_llm_call_handler,
     make_tool_calls_handler,
 )
-from abstractruntime.integrations.abstractcore.scripted_server import (
+from abstractruntime.integrations.abstractcore.testing import (
     ScriptedChatServer,
     ScriptedReply,
 )

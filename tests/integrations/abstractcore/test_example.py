@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from abstractruntime.integrations.abstractcore.scripted_server import (
+from abstractruntime.integrations.abstractcore.testing import (
     ScriptedChatServer,
     ScriptedReply,
 )

@@ -21,7 +21,7 @@ from abstractruntime.integrations.abstractcore import (
     create_hybrid_runtime,
     create_remote_runtime,
 )
-from abstractruntime.integrations.abstractcore.scripted_server import ScriptedChatServer
+from abstractruntime.integrations.abstractcore.testing import ScriptedChatServer
 from abstractruntime.storage import MemoryStore, SqlStore
 from tests.integrations.abstractcore import agent_app
 

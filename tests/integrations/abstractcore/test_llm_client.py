@@ -19,7 +19,7 @@ from abstractruntime.integrations.abstractcore import (
     RemoteAbstractCoreLLMClient,
 )
 from abstractruntime.integrations.abstractcore.llm_client import normalize_tool_calls
-from abstractruntime.integrations.abstractcore.scripted_server import (
+from abstractruntime.integrations.abstractcore.testing import (
     ScriptedChatServer,
     ScriptedReply,
 )

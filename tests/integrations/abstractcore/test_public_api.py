@@ -25,7 +25,7 @@ MODULES = {
     "errors",
     "factory",
     "llm_client",
-    "scripted_server",
+    "testing",
     "tool_executor",
 }
 
@@ -50,7 +50,7 @@ def test_importing_the_integration_does_not_import_abstractcore() -> None:
     code = (
         "import sys, abstractruntime.integrations.abstractcore as i;"
         "import abstractruntime.integrations.abstractcore.agent;"
-        "import abstractruntime.integrations.abstractcore.scripted_server;"
+        "import abstractruntime.integrations.abstractcore.testing;"
         "print('abstractcore' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

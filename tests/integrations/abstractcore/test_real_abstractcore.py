@@ -19,7 +19,7 @@ from abstractruntime.integrations.abstractcore import (
     LocalAbstractCoreLLMClient,
     create_local_runtime,
 )
-from abstractruntime.integrations.abstractcore.scripted_server import (
+from abstractruntime.integrations.abstractcore.testing import (
     ScriptedChatServer,
     ScriptedReply,
 )

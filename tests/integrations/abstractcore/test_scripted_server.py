@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from abstractruntime.integrations.abstractcore.scripted_server import (
+from abstractruntime.integrations.abstractcore.testing import (
     RecordedRequest,
     ScriptedChatServer,
     ScriptedReply,

@@ -5,8 +5,8 @@ Importing this package does not import ``abstractcore`` (an optional extra,
 AbstractCore tool executor need it, and say so when it is missing. The HTTP client talks to any
 OpenAI-compatible chat-completions server.
 
-Also here: ``agent`` (a ReAct agent workflow) and ``scripted_server`` (a scripted
-OpenAI-compatible server for tests and demos).
+Also here: ``agent`` (a ReAct agent workflow) and ``testing`` (testing aids: a scripted
+OpenAI-compatible server to test workflows against).
 """
 
 from __future__ import annotations

@@ -1,6 +1,12 @@
-"""A scripted OpenAI-compatible chat-completions server, for tests and demos.
+"""Testing aids: a scripted OpenAI-compatible chat-completions server.
 
-It listens on a real socket (``127.0.0.1``, a free port by default) with a minimal asyncio
+Import it to test your own workflows and agents against an LLM that answers what your test says,
+with no model, no network and no mocked HTTP: point ``create_remote_runtime`` /
+``create_hybrid_runtime`` (or a ``RemoteAbstractCoreLLMClient``) at ``server.url``, run, then
+check the run's output and what was sent. This package's own tests and ``examples/agent.py`` use
+it; like the rest of the integration, it needs nothing beyond abstractruntime.
+
+The server listens on a real socket (``127.0.0.1``, a free port by default) with a minimal asyncio
 HTTP/1.1 implementation (keep-alive, ``Content-Length`` bodies; no dependency, never blocking the
 loop), answers ``POST /v1/chat/completions`` from a queue of scripted replies, and records every
 request (method, path, headers, body) so that a test can check what a client sent::
