@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from abstractruntime import RuntimeConfig, create_scheduled_runtime
-from abstractruntime.scheduler import ScheduledRuntime, Scheduler
+from abstractruntime.scheduler import ScheduledRuntime
 from tests.helpers.polling import eventually
 
 
@@ -95,18 +95,6 @@ class FakeClock:
 async def scheduled_on(clock: FakeClock, **kwargs: Any) -> ScheduledRuntime:
     """``create_scheduled_runtime(**kwargs)`` on virtual time: the runtime reads ``clock`` and
     the scheduler sleeps on it (``listen=False``: no Postgres ``NOTIFY`` wakes it either)."""
-    auto_start = kwargs.pop("auto_start", True)
-    listen = kwargs.pop("listen", True)
     config = RuntimeConfig(clock=clock, lease_s=kwargs.pop("lease_s", 30.0))
-    sr = await create_scheduled_runtime(config=config, auto_start=False, **kwargs)
-    # create_scheduled_runtime takes no ``wait``: swap in a scheduler that has one, unstarted.
-    sr.scheduler = Scheduler(
-        sr.runtime,
-        poll_interval_s=sr.scheduler.poll_interval_s,
-        max_concurrency=sr.scheduler.max_concurrency,
-        listen=listen,
-        wait=clock.wait,
-    )
-    if auto_start:
-        await sr.start_scheduler()
-    return sr
+    kwargs.setdefault("listen", False)
+    return await create_scheduled_runtime(config=config, wait=clock.wait, **kwargs)

@@ -19,7 +19,7 @@ from ..errors import (
     RunNotWaitingError,
     WaitKeyMismatchError,
 )
-from .scheduler import Scheduler, SchedulerStats
+from .scheduler import Scheduler, SchedulerStats, Wait
 
 #: Children cancelled per parent by cancel_with_children.
 _MAX_CHILDREN = 10_000
@@ -208,11 +208,15 @@ async def create_scheduled_runtime(
     *,
     config: RuntimeConfig | None = None,
     context: Any = None,
+    listen: bool = True,
+    wait: Wait | None = None,
 ) -> ScheduledRuntime:
     """A ``ScheduledRuntime`` on ``store``, on a ``SqlStore(database_url)``, or in memory.
 
     With ``auto_start`` the scheduler task starts at once; ``await sr.stop()`` (or
-    ``async with sr:``) stops it.
+    ``async with sr:``) stops it. ``listen=False``: no Postgres ``NOTIFY`` wakes the scheduler
+    (it polls); ``wait``: how it sleeps between cycles (see ``Scheduler``; tests pass one on
+    virtual time, ``tests/helpers/clock.py``).
     """
     from ..storage.memory import MemoryStore
     from ..storage.sql import SqlStore
@@ -235,7 +239,13 @@ async def create_scheduled_runtime(
     if workflows is not None and not isinstance(workflows, WorkflowRegistry):
         for workflow in workflows:
             runtime.workflow_registry.register(workflow)
-    scheduler = Scheduler(runtime, poll_interval_s=poll_interval_s, max_concurrency=max_concurrency)
+    scheduler = Scheduler(
+        runtime,
+        poll_interval_s=poll_interval_s,
+        max_concurrency=max_concurrency,
+        listen=listen,
+        **({} if wait is None else {"wait": wait}),
+    )
     scheduled = ScheduledRuntime(runtime, scheduler, owns_store=owns_store)
     if auto_start:
         await scheduler.start()
