@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import tracemalloc
 from datetime import timedelta
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from abstractruntime import create_scheduled_runtime
+from abstractruntime import RunStatus, create_scheduled_runtime
 from abstractruntime.core.serde import utc_now
 from abstractruntime.storage import SqlStore
 from abstractruntime.storage.sql import sqlite
@@ -21,7 +22,7 @@ from abstractruntime.storage.sql.statements import (
     find_effect_query,
     next_due_query,
 )
-from tests.acceptance.worker_app import TEN_STEPS
+from tests.acceptance.worker_app import TEN_STEPS, WAIT_S
 
 WAITING = 100_000
 DUE = 3
@@ -138,6 +139,13 @@ async def test_poll_cycle_with_100k_waiting_runs_uses_the_due_index(db_url: str)
             store=store, workflows=[TEN_STEPS], auto_start=False, poll_interval_s=0.1
         )
         assert await sr.scheduler.run_once() == DUE
+        # They wait WAIT_S at node 5: drive them to their end, so that no run is due any more
+        # (the cycles below must not race their timers).
+        deadline = asyncio.get_running_loop().time() + 30
+        while len(await store.list_runs(status=RunStatus.COMPLETED)) < DUE:
+            assert asyncio.get_running_loop().time() < deadline, "the due runs did not complete"
+            await sr.scheduler.run_once()
+            await asyncio.sleep(WAIT_S / 4)
         await sr.scheduler.stop()
         tracemalloc.start()
         try:
