@@ -3,7 +3,7 @@
 Two kinds:
 
 - **Hot** statements, the writes every step makes (create, claim, commit a step, release,
-  renew): SQL text, built once at import for each dialect (``POSTGRES``, ``SQLITE``) and run on
+  renew): SQL text, built once at import for each dialect (``Postgres``, ``Sqlite``) and run on
   the raw drivers by the two backends (``postgres.py`` on asyncpg, ``sqlite.py`` on its writer
   thread). Their column lists and order come from ``schema.runs`` / ``schema.ledger``, never
   typed again, and so do their arguments (``insert_run_args``, ``update_run_args``...): a
@@ -14,9 +14,9 @@ Two kinds:
 The projections of a run state, a ledger record and a snapshot onto their rows are here too
 (``run_values``, ``record_values``, ``snapshot_values``), once.
 
-The dialects differ only where they must: placeholders (``$n`` for asyncpg, ``?n`` for sqlite3:
-both numbered, so one template serves both and the arguments bind in the same order), ``FOR
-UPDATE SKIP LOCKED`` (concurrent Postgres workers take disjoint batches; SQLite has one writer),
+The dialects differ only where they must: placeholders (``$n`` for asyncpg, ``?`` for sqlite3;
+every statement takes its arguments in the order its text names them, so one template serves
+both and the same arguments bind on both), ``FOR UPDATE SKIP LOCKED`` (concurrent Postgres workers take disjoint batches; SQLite has one writer),
 ``pg_notify`` to wake idle workers, and how lists travel: Postgres arrays (``unnest``, ``= ANY``)
 inside one statement, ``executemany`` or a placeholder per item on SQLite. Transaction control
 (``BEGIN IMMEDIATE``, savepoints, ``COMMIT``) stays with the code that manages transactions: the
