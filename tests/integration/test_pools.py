@@ -4,6 +4,7 @@ server on Postgres), come from keyword arguments or the URL, and are checked."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -11,6 +12,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from abstractruntime import InvalidArgumentError, RunStatus, Runtime, StoreError
+from abstractruntime.core.serde import utc_now
 from abstractruntime.storage import SqlStore
 from abstractruntime.storage.sql.urls import DEFAULT_MAX_OVERFLOW, DEFAULT_POOL_SIZE
 from tests.workflows import counter
@@ -110,6 +112,29 @@ async def test_a_pool_of_one_is_one(db_url: str) -> None:
         async with store.engine.connect():  # hold the only connection
             with pytest.raises(StoreError, match="cannot read"):
                 await store.list_runs()
+
+
+async def test_operations_cancelled_midway_give_their_connection_back(db_url: str) -> None:
+    """A worker cancels runs (stop, timeouts): every connection they held returns to the pool,
+    so that a pool of one still serves afterwards."""
+    async with SqlStore(db_url, pool_size=1, max_overflow=0, pool_timeout=5) as store:
+        await load(store, runs=3)
+
+        async def busy() -> None:
+            while True:
+                now = utc_now()
+                await store.claim_due("me", now, now + timedelta(seconds=30), 10)
+                await store.list_runs(limit=5)
+
+        for delay in (0, 0.001, 0.003, 0.01, 0.02):
+            tasks = [asyncio.create_task(busy()) for _ in range(10)]
+            await asyncio.sleep(delay)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.sleep(0.05)  # returns that were shielded from the cancellation finish
+        assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        await load(store, runs=3)
 
 
 @pytest.mark.parametrize(
