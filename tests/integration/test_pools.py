@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from abstractruntime import InvalidArgumentError, RunStatus, Runtime, StoreError
 from abstractruntime.core.serde import utc_now
 from abstractruntime.storage import SqlStore
-from abstractruntime.storage.sql.urls import DEFAULT_MAX_OVERFLOW, DEFAULT_POOL_SIZE
+from abstractruntime.storage.sql.urls import DEFAULT_MAX_OVERFLOW, DEFAULT_POOL_SIZE, normalize_url
 from tests.workflows import counter
 
 
@@ -171,3 +171,9 @@ def test_invalid_pool_sizes_in_the_url_are_refused_by_name(
 ) -> None:
     with pytest.raises(InvalidArgumentError, match=f"^{name} in the database URL must be"):
         SqlStore(with_query(sqlite_url, query))
+
+
+def test_the_alembic_command_line_gets_the_url_without_pool_options() -> None:
+    """``migrations/env.py`` makes an engine of its own from ``$ABSTRACTRUNTIME_DATABASE_URL``."""
+    url = "postgresql://app@db/app?pool_size=3&max_overflow=1&ssl=require"
+    assert normalize_url(url) == "postgresql+asyncpg://app@db/app?ssl=require"

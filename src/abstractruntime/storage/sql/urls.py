@@ -43,7 +43,10 @@ def parse_url(url: str | URL) -> URL:
 
 
 def normalize_url(url: str | URL) -> str:
-    return parse_url(url).render_as_string(hide_password=False)
+    """The URL as the drivers take it: our async driver, no pool options (the plain ``alembic``
+    command line makes an engine of its own from it)."""
+    parsed, _pool = pool_options(parse_url(url), {})
+    return parsed.render_as_string(hide_password=False)
 
 
 #: Query parameters that carry a secret (asyncpg and libpq accept the password there too).
