@@ -16,11 +16,12 @@ The projections of a run state, a ledger record and a snapshot onto their rows a
 
 The dialects differ only where they must: placeholders (``$n`` for asyncpg, ``?`` for sqlite3;
 every statement takes its arguments in the order its text names them, so one template serves
-both and the same arguments bind on both), ``FOR UPDATE SKIP LOCKED`` (concurrent Postgres workers take disjoint batches; SQLite has one writer),
-``pg_notify`` to wake idle workers, and how lists travel: Postgres arrays (``unnest``, ``= ANY``)
-inside one statement, ``executemany`` or a placeholder per item on SQLite. Transaction control
-(``BEGIN IMMEDIATE``, savepoints, ``COMMIT``) stays with the code that manages transactions: the
-SQLite writer and the engine's begin hook.
+both and the same arguments bind on both), ``FOR UPDATE SKIP LOCKED`` (concurrent Postgres
+workers take disjoint batches; SQLite has one writer), ``pg_notify`` to wake idle workers, and
+how lists travel: Postgres arrays (``unnest``, ``= ANY``) inside one statement, ``executemany``
+or a placeholder per item on SQLite. Transaction control (``BEGIN IMMEDIATE``, savepoints,
+``COMMIT``) stays with the code that manages transactions: the SQLite writer and the engine's
+begin hook.
 
 This module is longer than the house's ~600 lines on purpose: it is the catalogue of every
 statement (procrastinate keeps its ``queries.sql`` whole for the same reason); split, it would
