@@ -1,6 +1,7 @@
 """What a durable step costs, next to the raw-driver floor measured in the same process.
 
     python -m benchmarks.steps [--postgres URL] [--rounds 5] [--quick] [--only NAME ...]
+                               [--pool-size N]
 
 Postgres URL: --postgres, else $ABSTRACTRUNTIME_TEST_POSTGRES_URL (a database we may create
 scratch databases next to); without one, SQLite only. Prints one JSON line per measurement, then
@@ -17,8 +18,8 @@ Workloads (names for --only):
   and commits per run.
 - ``roundtrip``: pause/resume round trip: ``resume`` of a waiting run until it is completed.
 - ``concurrent``: 500 runs x 5 effectful steps started at once in one process; steps/s. Floor:
-  the same transactions from 500 concurrent tasks on a pool (asyncpg) or the one writer thread
-  (sqlite3).
+  the same transactions from 500 concurrent tasks on an asyncpg pool as large as the store's
+  (``--pool-size``, default the store's default) or the one writer thread (sqlite3).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from abstractruntime import (
     WorkflowSpec,
 )
 from abstractruntime.storage import SqlStore
+from abstractruntime.storage.sql.urls import DEFAULT_POOL_SIZE
 from benchmarks.scheduler import ScratchPostgres, emit
 
 EFFECT = EffectType.TOOL_CALLS
@@ -183,12 +185,14 @@ class SqliteFloor:
 class PostgresFloor:
     """asyncpg: the same two statements in one transaction (a pool for concurrent work)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pool_size: int) -> None:
         self.dsn = make_url(url).set(drivername="postgresql").render_as_string(False)
+        self.pool_size = pool_size
         self.pool: asyncpg.Pool | None = None
 
     async def setup(self, runs: int) -> list[str]:
-        self.pool = await asyncpg.create_pool(self.dsn, min_size=10, max_size=10)
+        size = self.pool_size
+        self.pool = await asyncpg.create_pool(self.dsn, min_size=size, max_size=size)
         ids = [uuid.uuid4().hex for _ in range(runs)]
         await self.pool.executemany(
             "INSERT INTO abstractruntime_runs (run_id, workflow_id, status, created_at, "
@@ -293,15 +297,17 @@ async def concurrent(store: SqlStore, floor: Floor, runs: int, steps: int) -> tu
 # -- driver ------------------------------------------------------------------------------------
 
 
-async def fresh(backend: str, tmp: Path, scratch: ScratchPostgres | None) -> tuple[SqlStore, Floor]:
+async def fresh(
+    backend: str, tmp: Path, scratch: ScratchPostgres | None, pool_size: int
+) -> tuple[SqlStore, Floor]:
     if backend == "sqlite":
         path = tmp / f"{uuid.uuid4().hex}.db"
-        store = SqlStore(f"sqlite+aiosqlite:///{path}")
+        store = SqlStore(f"sqlite+aiosqlite:///{path}", pool_size=pool_size)
         await store.check()  # creates and migrates the file
         return store, SqliteFloor(str(path))
     assert scratch is not None
     url = await scratch.create()
-    return SqlStore(url), PostgresFloor(url)
+    return SqlStore(url, pool_size=pool_size), PostgresFloor(url, pool_size)
 
 
 async def measure(
@@ -322,6 +328,9 @@ async def main() -> None:
     parser.add_argument(
         "--only", nargs="*", default=["sequential", "pure", "roundtrip", "concurrent"]
     )
+    parser.add_argument(
+        "--pool-size", type=int, default=DEFAULT_POOL_SIZE, help="the store's pool_size"
+    )
     args = parser.parse_args()
     runs = 20 if args.quick else 100
     conc_runs = 100 if args.quick else 500
@@ -333,7 +342,7 @@ async def main() -> None:
         try:
             for _ in range(args.rounds):
                 for backend in backends:
-                    store, floor = await fresh(backend, Path(tmp), scratch)
+                    store, floor = await fresh(backend, Path(tmp), scratch, args.pool_size)
                     try:
                         if "sequential" in args.only:
                             await measure(
@@ -355,7 +364,7 @@ async def main() -> None:
                         await store.close()
                         await floor.close()
                     if "concurrent" in args.only:
-                        store, floor = await fresh(backend, Path(tmp), scratch)
+                        store, floor = await fresh(backend, Path(tmp), scratch, args.pool_size)
                         try:
                             await measure(
                                 results,

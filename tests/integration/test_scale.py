@@ -10,12 +10,19 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from abstractruntime import create_scheduled_runtime
+from abstractruntime import RunStatus, create_scheduled_runtime
 from abstractruntime.core.serde import utc_now
 from abstractruntime.storage import SqlStore
-from abstractruntime.storage.sql import postgres, sqlite
-from abstractruntime.storage.sql.store import find_effect_query, next_due_query
+from abstractruntime.storage.sql import sqlite
+from abstractruntime.storage.sql.statements import (
+    Postgres,
+    Sqlite,
+    claim_due_args,
+    find_effect_query,
+    next_due_query,
+)
 from tests.acceptance.worker_app import TEN_STEPS
+from tests.helpers import eventually
 
 WAITING = 100_000
 DUE = 3
@@ -68,14 +75,10 @@ def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
 async def explain(store: SqlStore, statement: Any) -> list[str]:
     """The plan as lines: Postgres node types with their index/relation; SQLite's details.
 
-    ``statement``: a SQLAlchemy statement, Postgres SQL text with its arguments as a tuple
-    ``(sql, args)``, or SQLite SQL text whose ``?`` are all bound to one timestamp-like string
-    (the plan does not depend on the values)."""
+    ``statement``: a SQLAlchemy statement, or the SQL text a backend runs with its arguments
+    as a tuple ``(sql, args)``."""
     if isinstance(statement, tuple):
         sql, args = statement
-    elif isinstance(statement, str):
-        sql = statement
-        args = tuple("2026-01-01 00:00:00.000000" for _ in range(statement.count("?")))
     else:
         dialect = store.engine.dialect
         sql = str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
@@ -92,21 +95,34 @@ async def explain(store: SqlStore, statement: Any) -> list[str]:
         return [row[-1] for row in rows]
 
 
+def claims_that_the_backend_runs(store: SqlStore, now: Any) -> list[tuple[str, tuple[Any, ...]]]:
+    """The claims of due runs, unfiltered and filtered, as the dialect's backend runs them."""
+    until = now + timedelta(seconds=30)
+    if store.dialect == "sqlite":  # on the writer thread
+        return [
+            (Sqlite.claim_due(None), sqlite._bind(claim_due_args("me", now, until, 100))),
+            (
+                Sqlite.claim_due(1),
+                sqlite._bind(claim_due_args("me", now, until, 100, ["ten_steps"])),
+            ),
+        ]
+    return [  # on asyncpg
+        (Postgres.CLAIM_DUE, claim_due_args("me", now, until, 100)),
+        (Postgres.CLAIM_DUE_FILTERED, claim_due_args("me", now, until, 100, (["ten_steps"],))),
+    ]
+
+
 @pytest.mark.slow
 async def test_poll_cycle_with_100k_waiting_runs_uses_the_due_index(db_url: str) -> None:
     async with SqlStore(db_url) as store:
         await store.check()  # creates and migrates the SQLite file
         await fill(store)
         now = utc_now()
-        claim = store._claim_due_statement("me", now, now + timedelta(seconds=30), 100, None)
-        statements: list[Any] = [claim, next_due_query(), next_due_query(["ten_steps"])]
-        if store.dialect == "sqlite":  # the claims that SQLite's writer thread really runs
-            statements[0] = sqlite.claim_due_sql(None)
-            statements.append(sqlite.claim_due_sql(1))
-        else:  # the claims that the asyncpg hot path really runs
-            args = ("me", now + timedelta(seconds=30), now, 100)
-            statements[0] = (postgres.claim_due_sql(False), args)
-            statements.append((postgres.claim_due_sql(True), (*args, ["ten_steps"])))
+        statements: list[Any] = [
+            *claims_that_the_backend_runs(store, now),
+            next_due_query(),
+            next_due_query(["ten_steps"]),
+        ]
         for statement in statements:
             lines = await explain(store, statement)
             text = "\n".join(lines)
@@ -123,9 +139,15 @@ async def test_poll_cycle_with_100k_waiting_runs_uses_the_due_index(db_url: str)
             store=store, workflows=[TEN_STEPS], auto_start=False, poll_interval_s=0.1
         )
         assert await sr.scheduler.run_once() == DUE
-        # Every claimed run must finish, however loaded the machine: one cancelled by a short
-        # grace would be released, due again, and claimed by the cycles below.
-        await sr.scheduler.stop(grace_s=100.0)
+
+        # They wait WAIT_S at node 5: drive them to their end, so that no run is due any more
+        # (the cycles below must not race their timers).
+        async def all_completed() -> bool:
+            await sr.scheduler.run_once()
+            return len(await store.list_runs(status=RunStatus.COMPLETED)) >= DUE
+
+        await eventually(all_completed, "the due runs did not complete", timeout=30)
+        await sr.scheduler.stop()
         tracemalloc.start()
         try:
             await sr.scheduler.run_once()

@@ -13,9 +13,12 @@ from abstractruntime import (
     RunStatus,
     Runtime,
     SchemaOutOfDateError,
+    Snapshot,
     StoreError,
+    create_scheduled_runtime,
     verify_ledger_chain,
 )
+from abstractruntime.provenance import verify_all
 from abstractruntime.storage import SqlStore
 from abstractruntime.storage.sql import migrate
 from tests.workflows import APPROVAL, counter
@@ -188,8 +191,55 @@ async def test_many_concurrent_runs_on_one_sqlite_file_never_see_locked(
             await store.close()
 
 
-async def test_memory_sqlite_url_works(tmp_path: Path) -> None:
-    async with SqlStore("sqlite+aiosqlite://") as store:
-        rt = Runtime(store=store)
-        run_id, _state = await rt.run(APPROVAL)
-        assert (await rt.get_state(run_id)).status is RunStatus.WAITING
+@pytest.mark.parametrize(
+    "url", ["sqlite+aiosqlite://", "sqlite+aiosqlite:///:memory:", "sqlite://"]
+)
+async def test_an_in_memory_store_serves_the_whole_store_api_and_leaves_no_file(
+    url: str,
+) -> None:
+    """An in-memory URL takes the same path as a file (the writer thread, group commit), on a
+    private temporary file that close() removes."""
+    store = SqlStore(url)
+    private = Path(str(store.url.database)).parent
+    assert private.is_dir() and private != Path.cwd()
+    rt = Runtime(store=store)
+    # Runs, steps and the ledger.
+    run_id, state = await rt.run(APPROVAL)
+    assert state.status is RunStatus.WAITING
+    assert state.waiting is not None
+    done = await rt.resume(
+        workflow=APPROVAL, run_id=run_id, wait_key=state.waiting.wait_key, payload={"v": 1}
+    )
+    assert done.status is RunStatus.COMPLETED
+    _, counted = await rt.run(counter(4))
+    assert counted.output == {"n": 4}
+    assert verify_ledger_chain(await rt.get_ledger(run_id))["ok"]
+    assert [report["ok"] async for report in verify_all(store)] == [True, True]
+    assert len(await store.list_runs(status=RunStatus.COMPLETED)) == 2
+    # Claims and leases, as a scheduler takes them.
+    sr = await create_scheduled_runtime(store=store, workflows=[counter(3)], auto_start=False)
+    await sr.runtime.start(workflow=counter(3))
+    assert await sr.scheduler.run_once() == 1
+    await sr.stop()
+    assert len(await store.list_runs(status=RunStatus.COMPLETED)) == 3
+    # Snapshots: save, list, restore, fork, delete.
+    snap = Snapshot.from_run(run=state, name="before approval", tags=["t"])
+    await store.snapshots.save(snap)
+    assert [s.snapshot_id for s in await store.snapshots.list(tag="T")] == [snap.snapshot_id]
+    assert (await rt.restore_snapshot(snap.snapshot_id)).status is RunStatus.WAITING
+    forked = await rt.fork_snapshot(snap.snapshot_id)
+    assert (await rt.get_state(forked)).status is RunStatus.WAITING
+    assert await store.snapshots.delete(snap.snapshot_id)
+    # Artifacts.
+    artifact_id = await store.artifacts.put(b"bytes", content_type="text/plain")
+    assert await store.artifacts.get(artifact_id) == b"bytes"
+    assert await store.artifacts.delete(artifact_id)
+    await store.close()
+    assert not private.exists()
+
+
+async def test_two_in_memory_stores_are_two_databases() -> None:
+    async with SqlStore("sqlite+aiosqlite://") as one, SqlStore("sqlite+aiosqlite://") as two:
+        run_id, _ = await Runtime(store=one).run(APPROVAL)
+        assert await two.list_runs() == []
+        assert (await Runtime(store=one).get_state(run_id)).status is RunStatus.WAITING

@@ -1,4 +1,4 @@
-"""``store.artifacts`` of a ``SqlStore``: content-addressed bytes, and their statements.
+"""``store.artifacts`` of a ``SqlStore``: content-addressed bytes (statements in ``statements``).
 
 The id is the SHA-256 of the content, so a put is an insert-if-absent
 (``INSERT ... ON CONFLICT DO NOTHING`` on both dialects): two processes that store the same bytes
@@ -8,11 +8,9 @@ in the database is reported instead of handed out.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio.to_thread
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ...core.artifacts import (
     DEFAULT_CONTENT_TYPE,
@@ -23,7 +21,7 @@ from ...core.artifacts import (
 )
 from ...core.serde import utc_now
 from ...errors import ArtifactNotFoundError, StoreError
-from .schema import artifacts
+from . import statements
 
 if TYPE_CHECKING:
     from .store import SqlStore
@@ -36,16 +34,6 @@ async def _sha256(data: bytes | bytearray | memoryview) -> str:
     if len(data) > _HASH_IN_THREAD_BYTES:
         return await anyio.to_thread.run_sync(compute_artifact_id, data)
     return compute_artifact_id(data)
-
-
-def insert_if_absent(dialect: str, values: dict[str, Any]) -> sa.Insert:
-    """Insert the artifact unless a row with its id exists (race-safe on both dialects)."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return (
-        insert(artifacts)
-        .values(values)
-        .on_conflict_do_nothing(index_elements=[artifacts.c.artifact_id])
-    )
 
 
 class SqlArtifactStore:
@@ -69,7 +57,7 @@ class SqlArtifactStore:
             "data": bytes(data),
         }
         async with store._reaching("cannot store an artifact in"), store._write() as conn:
-            await conn.execute(insert_if_absent(store.dialect, values))
+            await conn.execute(statements.insert_artifact_if_absent(store.dialect, values))
         return artifact_id
 
     async def get(self, artifact_id: str) -> bytes:
@@ -78,7 +66,7 @@ class SqlArtifactStore:
         check_artifact_id(artifact_id)
         store = self._store
         await store._ensure_ready()
-        query = sa.select(artifacts.c.data).where(artifacts.c.artifact_id == artifact_id)
+        query = statements.artifact_data_query(artifact_id)
         async with store._reaching("cannot read"), store.engine.connect() as conn:
             data = await conn.scalar(query)
         if data is None:
@@ -96,12 +84,7 @@ class SqlArtifactStore:
         check_artifact_id(artifact_id)
         store = self._store
         await store._ensure_ready()
-        query = sa.select(
-            artifacts.c.artifact_id,
-            artifacts.c.content_type,
-            artifacts.c.size,
-            artifacts.c.created_at,
-        ).where(artifacts.c.artifact_id == artifact_id)
+        query = statements.artifact_info_query(artifact_id)
         async with store._reaching("cannot read"), store.engine.connect() as conn:
             row = (await conn.execute(query)).one_or_none()
         if row is None:
@@ -113,7 +96,7 @@ class SqlArtifactStore:
         check_artifact_id(artifact_id)
         store = self._store
         await store._ensure_ready()
-        query = sa.select(sa.literal(1)).where(artifacts.c.artifact_id == artifact_id)
+        query = statements.artifact_exists_query(artifact_id)
         async with store._reaching("cannot read"), store.engine.connect() as conn:
             return await conn.scalar(query) is not None
 
@@ -122,7 +105,7 @@ class SqlArtifactStore:
         check_artifact_id(artifact_id)
         store = self._store
         await store._ensure_ready()
-        statement = artifacts.delete().where(artifacts.c.artifact_id == artifact_id)
+        statement = statements.delete_artifact(artifact_id)
         async with store._reaching("cannot delete an artifact in"), store._write() as conn:
             result = await conn.execute(statement)
         return bool(result.rowcount)

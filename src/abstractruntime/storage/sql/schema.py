@@ -1,6 +1,9 @@
-"""The SQL schema (SQLAlchemy Core tables): the only place that names tables and columns.
+"""The SQL schema (SQLAlchemy Core tables): the only place that defines tables and columns.
 
 The migrations in ``migrations/versions`` must build exactly this schema; a test compares them.
+``statements`` builds every statement's column list from these tables. The lengths of the columns
+that project a run state's fields come from ``core.kernel`` (``COLUMN_LIMITS``,
+``WAIT_KEY_LIMIT``), which checks them on every store.
 
 ``runs.state`` and ``ledger.record`` hold the canonical JSON text the runtime produced (declared
 ``JSON`` so operators can query them, and Postgres validates them; not JSONB, which would rewrite
@@ -19,6 +22,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
+
+from ...core.kernel import COLUMN_LIMITS, WAIT_KEY_LIMIT
+
+#: The lengths of the columns that project a run state's fields, from the kernel, which refuses
+#: longer values on every store (Postgres would refuse them; SQLite would keep them).
+_LENGTH = {field: limit for field, limit, _required in COLUMN_LIMITS}
 
 metadata = sa.MetaData(
     naming_convention={
@@ -59,16 +68,16 @@ class RawJSON(str):
 runs = sa.Table(
     "abstractruntime_runs",
     metadata,
-    sa.Column("run_id", sa.String(64), primary_key=True),
-    sa.Column("workflow_id", sa.String(255), nullable=False),
+    sa.Column("run_id", sa.String(_LENGTH["run_id"]), primary_key=True),
+    sa.Column("workflow_id", sa.String(_LENGTH["workflow_id"]), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("current_node", sa.String(255), nullable=True),
+    sa.Column("current_node", sa.String(_LENGTH["current_node"]), nullable=True),
     sa.Column("wait_reason", sa.String(16), nullable=True),
-    sa.Column("wait_key", sa.String(512), nullable=True),
+    sa.Column("wait_key", sa.String(WAIT_KEY_LIMIT), nullable=True),
     sa.Column("wait_until", UTCDateTime(), nullable=True),
-    sa.Column("parent_run_id", sa.String(64), nullable=True),
-    sa.Column("actor_id", sa.String(255), nullable=True),
-    sa.Column("session_id", sa.String(255), nullable=True),
+    sa.Column("parent_run_id", sa.String(_LENGTH["parent_run_id"]), nullable=True),
+    sa.Column("actor_id", sa.String(_LENGTH["actor_id"]), nullable=True),
+    sa.Column("session_id", sa.String(_LENGTH["session_id"]), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     # Optimistic concurrency: every committed step bumps it; a commit names the one it read.
@@ -94,7 +103,7 @@ ledger = sa.Table(
     metadata,
     sa.Column(
         "run_id",
-        sa.String(64),
+        sa.String(_LENGTH["run_id"]),
         sa.ForeignKey(runs.c.run_id, ondelete="CASCADE"),
         primary_key=True,
     ),
@@ -117,7 +126,7 @@ snapshots = sa.Table(
     metadata,
     sa.Column("snapshot_id", sa.String(64), primary_key=True),
     # No foreign key: a snapshot outlives the run it copies, and can still be forked from.
-    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("run_id", sa.String(_LENGTH["run_id"]), nullable=False),
     sa.Column("step_id", sa.String(64), nullable=True),
     sa.Column("name", sa.String(255), nullable=False),
     sa.Column("description", sa.Text(), nullable=True),

@@ -1,4 +1,4 @@
-"""The SQLite hot path: one writer thread, one connection, and group commit.
+"""The SQLite backend: one writer thread, one connection, and group commit.
 
 SQLAlchemy's async engine over aiosqlite makes about three thread hops per statement, so a naive
 step costs several times what SQLite itself does. Every write of the hot path (create, claim,
@@ -8,11 +8,20 @@ statement cache). Writes that queue up while a transaction is open are committed
 next one (group commit), each inside its own SAVEPOINT so that one write's failure - a version
 conflict, say - undoes only that write; every caller still waits for the COMMIT that holds its
 write before it goes on. SQLite allows one writer at a time anyway, so nothing is lost by
-serialising writes on one thread, while readers (on SQLAlchemy's pool, WAL mode) never wait.
+serialising writes on one thread, while readers (the engine's pool, WAL mode) never wait.
 
-The column lists here must match ``schema.runs`` / ``schema.ledger``; every SQLite integration
-test runs through this path. Timestamps are stored the way SQLAlchemy's ``DateTime`` stores them
-on SQLite (naive UTC text, microseconds always present), so both paths compare and sort alike.
+The engine's connections (aiosqlite) serve the reads and the cold writes (snapshots, artifacts,
+migrations); this module sets them up too: WAL, ``synchronous=FULL``, a busy timeout, foreign
+keys, and ``BEGIN IMMEDIATE`` for a transaction that will write.
+
+An in-memory URL (``sqlite+aiosqlite://``, ``:memory:``) gets a private temporary file, deleted
+on close: the writer thread and the engine's connections must see one database, which a
+``:memory:`` database per connection is not, and a shared-cache memory database would answer
+SQLITE_LOCKED at once under concurrent use (its table locks ignore the busy timeout). Nothing can
+read that file after the process, so it is not synced (``synchronous=OFF``).
+
+Timestamps are stored the way SQLAlchemy's ``DateTime`` stores them on SQLite (naive UTC text,
+microseconds always present), so that both paths compare and sort alike.
 """
 
 from __future__ import annotations
@@ -20,15 +29,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import queue
+import random
+import shutil
 import sqlite3
+import tempfile
 import threading
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection
+
 from ...core.crashpoints import crash_point
+from ...errors import (
+    ConcurrentUpdateError,
+    RunExistsError,
+    RunLeasedError,
+    RunNotFoundError,
+    StoreError,
+)
+from . import statements
+from .backend import create_engine
+from .statements import HandleRow, Sqlite
+from .urls import PoolOptions
 
 logger = logging.getLogger("abstractruntime.storage")
 
@@ -36,6 +65,8 @@ T = TypeVar("T")
 
 #: Writes committed in one transaction at most (a bound on the latency a batch adds).
 MAX_GROUP = 256
+BUSY_TIMEOUT_MS = 30_000
+_WAL_SWITCH_TRIES = 1000
 
 
 def ts(value: datetime | None) -> str | None:
@@ -48,6 +79,14 @@ def ts(value: datetime | None) -> str | None:
 
 def parse_ts(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+
+
+def _bind(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Arguments as sqlite3 takes them: timestamps as SQLAlchemy stores them."""
+    return tuple(ts(value) if isinstance(value, datetime) else value for value in args)
+
+
+# -- the writer thread -------------------------------------------------------------------------
 
 
 @dataclass
@@ -69,10 +108,11 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
 class SqliteWriter:
     """Runs write functions on one thread and commits the queued ones together."""
 
-    def __init__(self, path: str, *, busy_timeout_ms: int, uri: bool = False) -> None:
+    def __init__(self, path: str, *, busy_timeout_ms: int, durable: bool, uri: bool) -> None:
         self.path = path
         self.uri = uri
         self.busy_timeout_ms = busy_timeout_ms
+        self.durable = durable
         self._jobs: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -107,15 +147,12 @@ class SqliteWriter:
         await asyncio.to_thread(thread.join)
         self._thread = None
 
-    # -- the writer thread --------------------------------------------------------------------
-
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(  # blocking-ok: runs on the writer thread, never the loop
             self.path, isolation_level=None, check_same_thread=False, uri=self.uri
         )
-        conn.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
+        for setting in statements.sqlite_settings(self.busy_timeout_ms, durable=self.durable):
+            conn.execute(setting)
         return conn
 
     def _serve(self) -> None:
@@ -197,198 +234,197 @@ def _deliver(
             logger.debug("a write finished after its event loop closed")
 
 
-# -- the statements of the hot path ------------------------------------------------------------
-
-_HANDLE = "CAST(state AS TEXT), version, ledger_seq, ledger_head"
-_UNLEASED = "(lease_expires_at IS NULL OR lease_expires_at <= ?)"
-
-INSERT_RUN = (
-    "INSERT INTO abstractruntime_runs (run_id, workflow_id, status, current_node, wait_reason, "
-    "wait_key, wait_until, parent_run_id, actor_id, session_id, created_at, updated_at, version, "
-    "ledger_seq, ledger_head, lease_owner, lease_expires_at, state, due_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, NULL, ?, ?, ?, ?)"
-)
-UPDATE_RUN = (
-    "UPDATE abstractruntime_runs SET workflow_id = ?, status = ?, current_node = ?, "
-    "wait_reason = ?, wait_key = ?, wait_until = ?, parent_run_id = ?, actor_id = ?, "
-    "session_id = ?, updated_at = ?, state = ?, version = version + 1, ledger_seq = ?, "
-    "ledger_head = ?, lease_owner = ?, lease_expires_at = ?, due_at = ? "
-    "WHERE run_id = ? AND version = ?"
-)
-INSERT_RECORD = (
-    "INSERT INTO abstractruntime_ledger (run_id, seq, step_id, node_id, status, attempt, "
-    "idempotency_key, prev_hash, record_hash, created_at, record) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-MARK_PARENT_DUE = (
-    "UPDATE abstractruntime_runs SET due_at = ?, version = version + 1 "
-    "WHERE run_id = ? AND status = 'waiting' AND wait_reason = 'subworkflow'"
-)
-_CLAIM = (
-    "UPDATE abstractruntime_runs SET lease_owner = ?, lease_expires_at = ?, due_at = ?, "
-    "version = version + 1 WHERE "
-)
-CLAIM_RUN = f"{_CLAIM}run_id = ? AND {_UNLEASED} RETURNING {_HANDLE}"
-RELEASE = (
-    "UPDATE abstractruntime_runs SET lease_owner = NULL, lease_expires_at = NULL, "
-    "due_at = CASE WHEN version = ? THEN ? ELSE due_at END WHERE run_id = ? AND lease_owner = ?"
-)
+# -- the engine's connections ------------------------------------------------------------------
 
 
-def claim_due_sql(workflows: int | None) -> str:
-    """Claim up to ``?`` due, unclaimed runs (oldest due first) by the ``due_at`` index."""
-    only = "" if workflows is None else f" AND workflow_id IN ({', '.join('?' * workflows)})"
-    return (
-        f"{_CLAIM}run_id IN (SELECT run_id FROM abstractruntime_runs WHERE due_at <= ? AND "
-        f"{_UNLEASED}{only} ORDER BY due_at LIMIT ?) RETURNING {_HANDLE}"
-    )
+def _on_read_only_media(path: Path) -> bool:
+    """Whether ``path`` is an existing file on a read-only filesystem."""
+    try:
+        return path.is_file() and bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
-HandleRow = tuple[str, int, int, "str | None"]
+def _switch_to_wal(cursor: Any) -> None:
+    """Put a SQLite file in WAL mode, even when several connections open a new file at once.
 
-
-def _projected(run: dict[str, Any]) -> tuple[Any, ...]:
-    """The run's columns that project its state, in the order the statements take them."""
-    return (
-        run["workflow_id"],
-        run["status"],
-        run["current_node"],
-        run["wait_reason"],
-        run["wait_key"],
-        ts(run["wait_until"]),
-        run["parent_run_id"],
-        run["actor_id"],
-        run["session_id"],
-    )
-
-
-def create_run(
-    run: dict[str, Any], run_id: str, created_at: datetime
-) -> Callable[[sqlite3.Connection], None]:
-    params = (
-        run_id,
-        *_projected(run),
-        ts(created_at),
-        ts(run["updated_at"]),
-        run["lease_owner"],
-        ts(run["lease_expires_at"]),
-        str(run["state"]),
-        ts(run["due_at"]),
-    )
-
-    def write(conn: sqlite3.Connection) -> None:
-        conn.execute(INSERT_RUN, params)
-
-    return write
-
-
-def commit_step(
-    run_id: str,
-    version: int,
-    run: dict[str, Any],
-    rows: Sequence[dict[str, Any]],
-    parent_due: tuple[str, datetime] | None,
-    conflict: Callable[[bool], Exception],
-) -> Callable[[sqlite3.Connection], None]:
-    """The step's write; ``conflict(exists)`` makes the error of a failed version check."""
-    params = (
-        *_projected(run),
-        ts(run["updated_at"]),
-        str(run["state"]),
-        run["ledger_seq"],
-        run["ledger_head"],
-        run["lease_owner"],
-        ts(run["lease_expires_at"]),
-        ts(run["due_at"]),
-        run_id,
-        version,
-    )
-    records = [
-        (
-            run_id,
-            row["seq"],
-            row["step_id"],
-            row["node_id"],
-            row["status"],
-            row["attempt"],
-            row["idempotency_key"],
-            row["prev_hash"],
-            row["record_hash"],
-            ts(row["created_at"]),
-            str(row["record"]),
-        )
-        for row in rows
-    ]
-
-    def write(conn: sqlite3.Connection) -> None:
-        if conn.execute(UPDATE_RUN, params).rowcount != 1:
-            found = conn.execute(
-                "SELECT 1 FROM abstractruntime_runs WHERE run_id = ?", (run_id,)
-            ).fetchone()
-            raise conflict(found is not None)
+    Switching needs an exclusive lock; two connections that both hold a shared lock and wait for
+    it would wait out any busy timeout. So each try waits a short, random while, then lets go.
+    """
+    for _ in range(_WAL_SWITCH_TRIES):
+        cursor.execute(statements.sqlite_busy_timeout(random.randint(5, 60)))
         try:
-            conn.executemany(INSERT_RECORD, records)
-        except sqlite3.IntegrityError as exc:  # someone appended at our seq
-            raise conflict(True) from exc
-        if parent_due is not None:
-            conn.execute(MARK_PARENT_DUE, (ts(parent_due[1]), parent_due[0]))
-
-    return write
-
-
-def claim_run(
-    run_id: str, owner: str, now: datetime, lease_until: datetime
-) -> Callable[[sqlite3.Connection], HandleRow | tuple[None, str | None, datetime | None] | None]:
-    """The claimed run's handle row; else the live lease ``(None, owner, until)``; else None."""
-    until = ts(lease_until)
-    params = (owner, until, until, run_id, ts(now))
-
-    def write(
-        conn: sqlite3.Connection,
-    ) -> HandleRow | tuple[None, str | None, datetime | None] | None:
-        row = conn.execute(CLAIM_RUN, params).fetchone()
-        if row is not None:
-            return tuple(row)
-        lease = conn.execute(
-            "SELECT lease_owner, lease_expires_at FROM abstractruntime_runs WHERE run_id = ?",
-            (run_id,),
-        ).fetchone()
-        return None if lease is None else (None, lease[0], parse_ts(lease[1]))
-
-    return write
+            for statement in (statements.SQLITE_JOURNAL_MODE, statements.SQLITE_WAL):
+                cursor.execute(statement)
+                if str(cursor.fetchone()[0]).lower() == "wal":
+                    return
+        except Exception as exc:  # the adapted driver's OperationalError: locked / busy
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+    raise StoreError("could not switch the SQLite file to WAL mode: it stays locked")
 
 
-def claim_due(
-    owner: str,
-    now: datetime,
-    lease_until: datetime,
-    limit: int,
-    workflow_ids: Sequence[str] | None,
-) -> Callable[[sqlite3.Connection], list[HandleRow]]:
-    sql = claim_due_sql(None if workflow_ids is None else len(workflow_ids))
-    until, at = ts(lease_until), ts(now)
-    params = (owner, until, until, at, at, *(workflow_ids or ()), limit)
-    return lambda conn: [tuple(row) for row in conn.execute(sql, params).fetchall()]
+def _set_up_connections(engine: Any, *, wal: bool, durable: bool) -> None:
+    """Settings of every connection of the engine, and ``BEGIN IMMEDIATE`` for a transaction
+    that will write (``execution_options(abstractruntime_write=True)``)."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let us issue BEGIN ourselves (the driver's implicit BEGIN is deferred and late).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if wal:
+            _switch_to_wal(cursor)
+        for setting in statements.sqlite_settings(BUSY_TIMEOUT_MS, durable=durable):
+            cursor.execute(setting)
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # A write transaction takes the write lock up front, so it waits for the busy timeout
+        # instead of failing when it upgrades from a read lock.
+        immediate = conn.get_execution_options().get("abstractruntime_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def release(
-    run_id: str, owner: str | None, version: int, due: datetime | None
-) -> Callable[[sqlite3.Connection], bool]:
-    params = (version, ts(due), run_id, owner)
-    return lambda conn: conn.execute(RELEASE, params).rowcount > 0
+# -- the backend -------------------------------------------------------------------------------
 
 
-def renew(
-    owner: str, run_ids: Sequence[str], lease_until: datetime
-) -> Callable[[sqlite3.Connection], None]:
-    until = ts(lease_until)
-    sql = (
-        "UPDATE abstractruntime_runs SET lease_expires_at = ?, due_at = ? "
-        f"WHERE lease_owner = ? AND run_id IN ({', '.join('?' * len(run_ids))})"
-    )
-    params = (until, until, owner, *run_ids)
+class SqliteBackend:
+    """The hot path on the writer thread (see the module docstring and ``backend.SqlBackend``)."""
 
-    def write(conn: sqlite3.Connection) -> None:
-        conn.execute(sql, params)
+    def __init__(self, url: URL, pool: PoolOptions, engine_kwargs: Mapping[str, Any]) -> None:
+        #: A file on read-only media: opened read-only, so that what it holds stays readable
+        #: (writes fail with a StoreError saying so).
+        self.read_only = False
+        #: The private directory of an in-memory URL's file, removed on close.
+        self._private: str | None = None
+        durable = True
+        if url.database in (None, "", ":memory:"):
+            self._private = tempfile.mkdtemp(prefix="abstractruntime-")
+            # Removed even if the store is never closed (at garbage collection, or exit).
+            self._cleanup = weakref.finalize(self, shutil.rmtree, self._private, True)
+            url = url.set(database=str(Path(self._private) / "memory.db"))
+            durable = False
+        path = Path(str(url.database)).expanduser()
+        writer_path = str(path)
+        if _on_read_only_media(path):
+            # WAL needs its -shm file beside the database, which cannot be made there; SQLite
+            # reads the file anyway when told that nothing can change it.
+            self.read_only = True
+            writer_path = f"file:{path}?mode=ro&immutable=1"
+            url = url.set(
+                database=f"file:{path}", query={"mode": "ro", "immutable": "1", "uri": "true"}
+            )
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.url = url
+        self.engine = create_engine(url, pool, engine_kwargs)
+        _set_up_connections(self.engine.sync_engine, wal=not self.read_only, durable=durable)
+        self._writer = SqliteWriter(
+            writer_path, busy_timeout_ms=BUSY_TIMEOUT_MS, durable=durable, uri=self.read_only
+        )
 
-    return write
+    async def create_run(self, values: Mapping[str, Any], *, notify: bool) -> None:
+        run_id = values["run_id"]
+        args = _bind(statements.insert_run_args(values))
+
+        def write(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute(Sqlite.INSERT_RUN, args)
+            except sqlite3.IntegrityError as exc:  # the run id is taken
+                raise RunExistsError(run_id) from exc
+
+        await self._writer.run(write)
+
+    async def claim_run(
+        self, run_id: str, owner: str, now: datetime, lease_until: datetime
+    ) -> HandleRow:
+        args = _bind(statements.claim_run_args(run_id, owner, now, lease_until))
+
+        def write(conn: sqlite3.Connection) -> HandleRow:
+            row = conn.execute(Sqlite.CLAIM_RUN, args).fetchone()
+            if row is not None:
+                return tuple(row)
+            lease = conn.execute(Sqlite.LEASE_OF, (run_id,)).fetchone()
+            if lease is None:
+                raise RunNotFoundError(run_id)
+            raise RunLeasedError(run_id, lease[0], parse_ts(lease[1]))
+
+        return await self._writer.run(write)
+
+    async def claim_due(
+        self,
+        owner: str,
+        now: datetime,
+        lease_until: datetime,
+        limit: int,
+        workflow_ids: Sequence[str] | None,
+    ) -> list[HandleRow]:
+        sql = Sqlite.claim_due(None if workflow_ids is None else len(workflow_ids))
+        args = _bind(statements.claim_due_args(owner, now, lease_until, limit, workflow_ids or ()))
+
+        def write(conn: sqlite3.Connection) -> list[HandleRow]:
+            return [tuple(row) for row in conn.execute(sql, args).fetchall()]
+
+        return await self._writer.run(write)
+
+    async def commit_step(
+        self,
+        run_id: str,
+        version: int,
+        values: Mapping[str, Any],
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        notify: bool,
+        parent_due: tuple[str, datetime] | None,
+    ) -> None:
+        update = _bind(statements.update_run_args(run_id, version, values))
+        records = [_bind(statements.record_args(row)) for row in rows]
+        parent = None if parent_due is None else (ts(parent_due[1]), parent_due[0])
+
+        def write(conn: sqlite3.Connection) -> None:
+            if conn.execute(Sqlite.UPDATE_RUN, update).rowcount != 1:
+                if conn.execute(Sqlite.RUN_EXISTS, (run_id,)).fetchone() is None:
+                    raise RunNotFoundError(run_id)
+                raise ConcurrentUpdateError(run_id, version)
+            try:
+                conn.executemany(Sqlite.INSERT_RECORD, records)
+            except sqlite3.IntegrityError as exc:  # someone appended at our seq
+                raise ConcurrentUpdateError(run_id, version) from exc
+            if parent is not None:
+                conn.execute(Sqlite.MARK_PARENT_DUE, parent)
+
+        await self._writer.run(write)
+
+    async def release(
+        self, run_id: str, owner: str | None, version: int, due: datetime | None
+    ) -> None:
+        args = _bind(statements.release_args(run_id, owner, version, due))
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(Sqlite.RELEASE, args)
+
+        await self._writer.run(write)
+
+    async def renew(self, owner: str, run_ids: Sequence[str], lease_until: datetime) -> None:
+        args = [_bind(statements.renew_args(owner, lease_until, run_id)) for run_id in run_ids]
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.executemany(Sqlite.RENEW, args)
+
+        await self._writer.run(write)
+
+    async def listen(self, callback: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+        """Nothing to listen to: the scheduler polls, and hears its own process' runs."""
+
+        async def nothing() -> None:
+            return None
+
+        return nothing
+
+    async def close(self) -> None:
+        await self._writer.close()
+        await self.engine.dispose()
+        if self._private is not None:
+            self._cleanup()

@@ -1,8 +1,11 @@
-"""Database URLs: accept the common spellings, pick the async driver, never print a password."""
+"""Database URLs: accept the common spellings, pick the async driver, never print a password,
+and take the pool's size out of them."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -44,7 +47,10 @@ def parse_url(url: str | URL) -> URL:
 
 
 def normalize_url(url: str | URL) -> str:
-    return parse_url(url).render_as_string(hide_password=False)
+    """The URL as the drivers take it: our async driver, no pool options (the plain ``alembic``
+    command line makes an engine of its own from it)."""
+    parsed, _pool = pool_options(parse_url(url), {})
+    return parsed.render_as_string(hide_password=False)
 
 
 #: Query parameters that carry a secret (asyncpg and libpq accept the password there too).
@@ -78,3 +84,49 @@ def mask_url(url: str | URL) -> str:
             }
         )
     return parsed.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+
+
+#: Connections a store's pool keeps open (the hot path and the cold paths share them).
+DEFAULT_POOL_SIZE = 10
+#: More connections it may open under load, closed again when returned.
+DEFAULT_MAX_OVERFLOW = 0
+
+
+@dataclass(frozen=True)
+class PoolOptions:
+    """The size of a store's one connection pool."""
+
+    pool_size: int = DEFAULT_POOL_SIZE
+    max_overflow: int = DEFAULT_MAX_OVERFLOW
+    #: Whether the caller chose them (in the URL or as keyword arguments).
+    given: bool = False
+
+
+#: The least value of each option: a pool of no connection is SQLAlchemy's "no limit".
+_POOL_MINIMUM = {"pool_size": 1, "max_overflow": 0}
+
+
+def pool_options(url: URL, engine_kwargs: dict[str, Any]) -> tuple[URL, PoolOptions]:
+    """Take ``pool_size`` and ``max_overflow`` out of the URL's query (so that no driver sees
+    them) and out of ``engine_kwargs`` (which win over the URL); ``InvalidArgumentError``
+    naming the option for a value that is not a whole number in range."""
+    found: dict[str, int] = {}
+    for name, least in _POOL_MINIMUM.items():
+        if name in url.query:
+            found[name] = _whole(name, url.query[name], least, "in the database URL")
+        if name in engine_kwargs:
+            found[name] = _whole(name, engine_kwargs.pop(name), least, "")
+    url = url.difference_update_query(_POOL_MINIMUM)
+    return url, PoolOptions(**found, given=bool(found))
+
+
+def _whole(name: str, value: Any, least: int, where: str) -> int:
+    text = value if isinstance(value, str) else None
+    if text is not None and re.fullmatch(r"[+-]?[0-9]+", text.strip()):
+        value = int(text)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= least:
+        return value
+    where = f" {where}" if where else ""
+    raise InvalidArgumentError(
+        f"{name}{where} must be a whole number of at least {least}, got {value!r}"
+    )

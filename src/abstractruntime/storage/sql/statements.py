@@ -1,0 +1,665 @@
+"""Every SQL statement of ``SqlStore``, built from the tables of ``schema``.
+
+Two kinds:
+
+- **Hot** statements, the writes every step makes (create, claim, commit a step, release,
+  renew): SQL text, built once at import for each dialect (``Postgres``, ``Sqlite``) and run on
+  the raw drivers by the two backends (``postgres.py`` on asyncpg, ``sqlite.py`` on its writer
+  thread). Their column lists and order come from ``schema.runs`` / ``schema.ledger``, never
+  typed again, and so do their arguments (``insert_run_args``, ``update_run_args``...): a
+  statement and the tuple bound to it are built from the same list, so they cannot drift apart.
+- **Cold** statements (reads, listings, snapshots, artifacts, the schema checks): SQLAlchemy
+  Core, run on the engine by ``store.py``, ``snapshots.py`` and ``artifacts.py``.
+
+The projections of a run state, a ledger record and a snapshot onto their rows are here too
+(``run_values``, ``record_values``, ``snapshot_values``), once.
+
+The dialects differ only where they must: placeholders (``$n`` for asyncpg, ``?`` for sqlite3;
+every statement takes its arguments in the order its text names them, so one template serves
+both and the same arguments bind on both), ``FOR UPDATE SKIP LOCKED`` (concurrent Postgres
+workers take disjoint batches; SQLite has one writer), ``pg_notify`` to wake idle workers, and
+how lists travel: Postgres arrays (``unnest``, ``= ANY``) inside one statement, ``executemany``
+or a placeholder per item on SQLite. Transaction control (``BEGIN IMMEDIATE``, savepoints,
+``COMMIT``) stays with the code that manages transactions: the SQLite writer and the engine's
+begin hook.
+
+This module is longer than the house's ~600 lines on purpose: it is the catalogue of every
+statement (procrastinate keeps its ``queries.sql`` whole for the same reason); split, it would
+stop being the one place to read them.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ...core.models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
+from ...core.serde import canonical_json, encode
+from ...core.snapshot import Snapshot, fold
+from .schema import RawJSON, artifacts, ledger, runs, snapshot_tags, snapshots
+
+#: Channel of the NOTIFY sent when a run becomes due; idle Postgres workers LISTEN on it.
+NOTIFY_CHANNEL = "abstractruntime_due"
+
+# -- columns, from the schema ------------------------------------------------------------------
+
+RUN_COLUMNS: tuple[str, ...] = tuple(column.name for column in runs.columns)
+LEDGER_COLUMNS: tuple[str, ...] = tuple(column.name for column in ledger.columns)
+#: What a step's commit sets: every column of the run but its identity, its creation time and
+#: its version (which the statement bumps, and checks).
+STEP_COLUMNS: tuple[str, ...] = tuple(
+    name for name in RUN_COLUMNS if name not in ("run_id", "created_at", "version")
+)
+#: A ledger row's columns that come from its record (``run_id`` comes from the run).
+RECORD_COLUMNS: tuple[str, ...] = tuple(name for name in LEDGER_COLUMNS if name != "run_id")
+#: What a claim returns, and ``load_run`` reads: the state as stored, and what the next commit
+#: needs (``store.py`` turns it into a ``RunHandle``).
+HANDLE_COLUMNS: tuple[str, ...] = ("state", "version", "ledger_seq", "ledger_head")
+
+#: A handle row: (state JSON, version, ledger length, ledger head).
+HandleRow = tuple[str, int, int, "str | None"]
+
+
+def _is_json(column: sa.Column[Any]) -> bool:
+    return isinstance(column.type, sa.JSON)
+
+
+# -- projections onto rows ---------------------------------------------------------------------
+
+
+def run_values(state: RunState, state_json: str) -> dict[str, Any]:
+    """The columns of a run's row that project its state: the JSON itself and the fields that
+    are indexed (status, wait, parent...). The caller adds the bookkeeping columns."""
+    waiting = state.waiting
+    return {
+        "workflow_id": state.workflow_id,
+        "status": state.status.value,
+        "current_node": state.current_node,
+        "wait_reason": waiting.reason.value if waiting else None,
+        "wait_key": waiting.wait_key if waiting else None,
+        "wait_until": waiting.until if waiting else None,
+        "parent_run_id": state.parent_run_id,
+        "actor_id": state.actor_id,
+        "session_id": state.session_id,
+        "updated_at": state.updated_at,
+        "state": state_json,
+    }
+
+
+def record_values(
+    run_id: str, seq: int, data: Mapping[str, Any], record: StepRecord
+) -> dict[str, Any]:
+    """A ledger row: ``data``, the chained dict of ``record``, at position ``seq``."""
+    return {
+        "run_id": run_id,
+        "seq": seq,
+        "step_id": data["step_id"],
+        "node_id": data["node_id"],
+        "status": data["status"],
+        "attempt": data["attempt"],
+        "idempotency_key": data["idempotency_key"],
+        "prev_hash": data["prev_hash"],
+        "record_hash": data["record_hash"],
+        "created_at": record.ended_at or record.started_at,
+        "record": canonical_json(data),
+    }
+
+
+def snapshot_values(snapshot: Snapshot) -> dict[str, Any]:
+    """A snapshot's row (its tags go to ``snapshot_tags``, case-folded)."""
+    return {
+        "snapshot_id": snapshot.snapshot_id,
+        "run_id": snapshot.run_id,
+        "step_id": snapshot.step_id,
+        "name": snapshot.name,
+        "description": snapshot.description,
+        "tags": list(snapshot.tags),
+        "created_at": snapshot.created_at,
+        "updated_at": snapshot.updated_at,
+        "search_name": fold(snapshot.name),
+        "search_description": None if snapshot.description is None else fold(snapshot.description),
+        # Encoded here so a value JSON cannot hold fails with the key that holds it.
+        "run_state": RawJSON(encode(snapshot.run_state, root="run_state")),
+    }
+
+
+# -- hot statements ----------------------------------------------------------------------------
+#
+# Each statement takes its arguments in the order its text names them, so that one builder
+# serves both dialects: ``$1, $2...`` on Postgres, plain ``?`` on SQLite (numbered ``?NNN``
+# placeholders draw a DeprecationWarning from some Python versions' sqlite3). A value the text
+# needs twice is passed twice. Next to each text, the function that builds its arguments.
+
+_RUNS = runs.name
+_LEDGER = ledger.name
+
+
+class _Params:
+    """The placeholders of one statement, numbered in the order of its text."""
+
+    def __init__(self, dialect: str) -> None:
+        self.postgres = dialect == "postgresql"
+        self.count = 0
+
+    def __call__(self, column: sa.Column[Any] | None = None) -> str:
+        self.count += 1
+        if not self.postgres:
+            return "?"
+        return (
+            f"${self.count}::json" if column is not None and _is_json(column) else f"${self.count}"
+        )
+
+
+_HANDLE = ", ".join(
+    f"CAST({name} AS TEXT)" if _is_json(runs.c[name]) else name for name in HANDLE_COLUMNS
+)
+
+
+def _insert_run(p: _Params) -> str:
+    values = ", ".join(p(runs.c[name]) for name in RUN_COLUMNS)
+    return f"INSERT INTO {_RUNS} ({', '.join(RUN_COLUMNS)}) VALUES ({values})"
+
+
+def insert_run_args(values: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Every column of the new run, in the table's order."""
+    return tuple(values[name] for name in RUN_COLUMNS)
+
+
+def _update_run(p: _Params) -> str:
+    """A step's update of its run, under the version check (the optimistic lock)."""
+    sets = ", ".join(f"{name} = {p(runs.c[name])}" for name in STEP_COLUMNS)
+    return (
+        f"UPDATE {_RUNS} SET {sets}, version = version + 1 WHERE run_id = {p()} AND version = {p()}"
+    )
+
+
+def update_run_args(run_id: str, version: int, values: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The ``STEP_COLUMNS`` of the run, its id, and the version the step read."""
+    return (*(values[name] for name in STEP_COLUMNS), run_id, version)
+
+
+def _insert_record(p: _Params) -> str:
+    values = ", ".join(p(ledger.c[name]) for name in LEDGER_COLUMNS)
+    return f"INSERT INTO {_LEDGER} ({', '.join(LEDGER_COLUMNS)}) VALUES ({values})"
+
+
+def record_args(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Every column of a ledger row, in the table's order."""
+    return tuple(row[name] for name in LEDGER_COLUMNS)
+
+
+def _mark_parent_due(p: _Params) -> str:
+    """A child ended: make its waiting parent due (bumping its version, so that a worker that
+    holds the parent and is about to release it keeps it due). Arguments: when, the parent."""
+    return (
+        f"UPDATE {_RUNS} SET due_at = {p()}, version = version + 1 WHERE run_id = {p()} AND "
+        f"status = '{RunStatus.WAITING.value}' AND wait_reason = '{WaitReason.SUBWORKFLOW.value}'"
+    )
+
+
+def _unleased(p: _Params) -> str:
+    return f"(lease_expires_at IS NULL OR lease_expires_at <= {p()})"
+
+
+def _claim(p: _Params) -> str:
+    """The start of a claim: the owner, and the lease's end (twice: the run is due again then,
+    should its owner die)."""
+    return (
+        f"UPDATE {_RUNS} SET lease_owner = {p()}, lease_expires_at = {p()}, due_at = {p()}, "
+        "version = version + 1 WHERE "
+    )
+
+
+def _claim_run(p: _Params) -> str:
+    return f"{_claim(p)}run_id = {p()} AND {_unleased(p)} RETURNING {_HANDLE}"
+
+
+def claim_run_args(
+    run_id: str, owner: str, now: datetime, lease_until: datetime
+) -> tuple[Any, ...]:
+    return (owner, lease_until, lease_until, run_id, now)
+
+
+def _claim_due(p: _Params, workflows: int | None) -> str:
+    """Claim up to a limit of due, unclaimed runs, oldest due first, by the ``due_at`` index
+    (that may be filtered by a list of workflow ids: a Postgres array, or ``workflows``
+    placeholders on SQLite). SKIP LOCKED: concurrent Postgres workers take disjoint batches
+    instead of queueing on row locks; SQLite has one writer."""
+    claim = _claim(p)
+    due = f"due_at <= {p()} AND {_unleased(p)}"
+    if workflows is None:
+        only = ""
+    elif p.postgres:
+        only = f" AND workflow_id = ANY({p()}::text[])"
+    else:
+        only = f" AND workflow_id IN ({', '.join(p() for _ in range(workflows))})"
+    lock = " FOR UPDATE SKIP LOCKED" if p.postgres else ""
+    return (
+        f"{claim}run_id IN (SELECT run_id FROM {_RUNS} WHERE {due}{only} ORDER BY due_at "
+        f"LIMIT {p()}{lock}) RETURNING {_HANDLE}"
+    )
+
+
+def claim_due_args(
+    owner: str, now: datetime, lease_until: datetime, limit: int, workflows: Sequence[Any] = ()
+) -> tuple[Any, ...]:
+    """``workflows``: ``()``; ``(ids,)`` on Postgres (one array); the ids on SQLite."""
+    return (owner, lease_until, lease_until, now, now, *workflows, limit)
+
+
+def _release(p: _Params) -> str:
+    """Give up a lease: the run is due at the given time, unless it changed since the owner
+    claimed it (a child marked it due), which keeps its ``due_at``."""
+    return (
+        f"UPDATE {_RUNS} SET lease_owner = NULL, lease_expires_at = NULL, due_at = CASE WHEN "
+        f"version = {p()} THEN {p()} ELSE due_at END WHERE run_id = {p()} AND lease_owner = {p()}"
+    )
+
+
+def release_args(
+    run_id: str, owner: str | None, version: int, due: datetime | None
+) -> tuple[Any, ...]:
+    return (version, due, run_id, owner)
+
+
+def _renew(p: _Params) -> str:
+    """Extend a lease (and the due time that follows it): one run id on SQLite (an
+    executemany), an array of them on Postgres."""
+    until, due, owner = p(), p(), p()
+    runs_ = f"= ANY({p()}::text[])" if p.postgres else f"= {p()}"
+    return (
+        f"UPDATE {_RUNS} SET lease_expires_at = {until}, due_at = {due} WHERE "
+        f"lease_owner = {owner} AND run_id {runs_}"
+    )
+
+
+def renew_args(owner: str, lease_until: datetime, run_ids: Any) -> tuple[Any, ...]:
+    """``run_ids``: a list (Postgres) or one id (SQLite)."""
+    return (lease_until, lease_until, owner, run_ids)
+
+
+def _lease_of(p: _Params) -> str:
+    """Who holds a run, and until when."""
+    return f"SELECT lease_owner, lease_expires_at FROM {_RUNS} WHERE run_id = {p()}"
+
+
+def _run_exists(p: _Params) -> str:
+    return f"SELECT 1 FROM {_RUNS} WHERE run_id = {p()}"
+
+
+def _build(dialect: str, build: Any, *args: Any) -> str:
+    return str(build(_Params(dialect), *args))
+
+
+# Postgres only: the NOTIFYs, and the step as one statement.
+
+
+def _notify(rows: str, when: str | None = None) -> str:
+    where = f" WHERE {when}" if when else ""
+    return f"SELECT pg_notify('{NOTIFY_CHANNEL}', run_id) FROM {rows}{where}"
+
+
+def _pg_array_type(column: sa.Column[Any]) -> str:
+    """The Postgres type of an array of a column's values: unbounded (an explicit cast to
+    ``varchar(n)`` would cut a value short; the insert's assignment checks the length)."""
+    kind = column.type
+    if isinstance(kind, sa.DateTime) or isinstance(getattr(kind, "impl", None), sa.DateTime):
+        return "timestamptz"
+    if isinstance(kind, sa.BigInteger):
+        return "bigint"
+    if isinstance(kind, sa.Integer):
+        return "int"
+    if isinstance(kind, (sa.String, sa.JSON)):
+        return "text"
+    raise TypeError(f"no array type for column {column.name} ({kind})")  # a new column type
+
+
+def _pg_commit_step() -> str:
+    """A whole step as ONE statement: its data-modifying CTEs update the run under the version
+    check, append the ledger rows (one array per column), mark a waiting parent due and NOTIFY
+    idle workers. A single statement is its own transaction: one round trip per step."""
+    p = _Params("postgresql")
+    update = _update_run(p)
+    arrays = ", ".join(f"{p()}::{_pg_array_type(ledger.c[name])}[]" for name in RECORD_COLUMNS)
+    selected = ", ".join(
+        "upd.run_id"
+        if name == "run_id"
+        else f"r.{name}::json"
+        if _is_json(ledger.c[name])
+        else f"r.{name}"
+        for name in LEDGER_COLUMNS
+    )
+    parent = _mark_parent_due(p)
+    woken = f"(SELECT run_id FROM upd WHERE {p()}::boolean UNION ALL SELECT run_id FROM parent) w"
+    return (
+        f"WITH upd AS ({update} RETURNING run_id), "
+        f"ins AS (INSERT INTO {_LEDGER} ({', '.join(LEDGER_COLUMNS)}) SELECT {selected} "
+        f"FROM upd, unnest({arrays}) AS r({', '.join(RECORD_COLUMNS)}) RETURNING 1), "
+        f"parent AS ({parent} AND EXISTS (SELECT 1 FROM upd) RETURNING run_id), "
+        f"woken AS ({_notify(woken)}) "
+        "SELECT (SELECT count(*) FROM upd) AS updated, (SELECT count(*) FROM woken) AS woken"
+    )
+
+
+def commit_step_args(
+    run_id: str,
+    version: int,
+    values: Mapping[str, Any],
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    notify: bool,
+    parent_due: tuple[str, datetime] | None,
+) -> tuple[Any, ...]:
+    """The update's, one array per ``RECORD_COLUMNS``, the parent to mark due (when, which),
+    and whether to NOTIFY for the run itself."""
+    parent_id, parent_at = parent_due if parent_due is not None else (None, None)
+    return (
+        *update_run_args(run_id, version, values),
+        *([row[name] for row in rows] for name in RECORD_COLUMNS),
+        parent_at,
+        parent_id,
+        notify,
+    )
+
+
+def _pg_insert_run() -> str:
+    """The insert, and a NOTIFY when asked (the run is due: the last argument)."""
+    p = _Params("postgresql")
+    insert = _insert_run(p)
+    return f"WITH ins AS ({insert} RETURNING run_id) {_notify('ins', f'{p()}::boolean')}"
+
+
+def _pg_release() -> str:
+    """The release, and a NOTIFY when the run has a due time (its second argument)."""
+    return (
+        f"WITH rel AS ({_build('postgresql', _release)} RETURNING run_id) "
+        f"{_notify('rel', '$2::timestamptz IS NOT NULL')}"
+    )
+
+
+class Postgres:
+    """The hot statements on asyncpg."""
+
+    #: Arguments: ``insert_run_args``, then whether to NOTIFY.
+    INSERT_RUN = _pg_insert_run()
+    #: Arguments: ``commit_step_args``. Returns (runs updated, workers woken).
+    COMMIT_STEP = _pg_commit_step()
+    #: Arguments: ``claim_run_args``. Returns the ``HANDLE_COLUMNS``.
+    CLAIM_RUN = _build("postgresql", _claim_run)
+    #: Arguments: the run id.
+    LEASE_OF = _build("postgresql", _lease_of)
+    #: Arguments: ``claim_due_args``; ``CLAIM_DUE_FILTERED`` takes the workflow ids as an array.
+    CLAIM_DUE = _build("postgresql", _claim_due, None)
+    CLAIM_DUE_FILTERED = _build("postgresql", _claim_due, 1)
+    #: Arguments: ``release_args``.
+    RELEASE = _pg_release()
+    #: Arguments: ``renew_args`` with a list of run ids.
+    RENEW = _build("postgresql", _renew)
+    #: Arguments: the run id.
+    RUN_EXISTS = _build("postgresql", _run_exists)
+
+
+class Sqlite:
+    """The hot statements on the SQLite writer thread, where a step is several statements in
+    one transaction (the writer's)."""
+
+    #: Arguments: ``insert_run_args``.
+    INSERT_RUN = _build("sqlite", _insert_run)
+    #: Arguments: ``update_run_args``.
+    UPDATE_RUN = _build("sqlite", _update_run)
+    #: Arguments: ``record_args``; an executemany.
+    INSERT_RECORD = _build("sqlite", _insert_record)
+    #: Arguments: when the parent is due, the parent's id.
+    MARK_PARENT_DUE = _build("sqlite", _mark_parent_due)
+    #: Arguments: ``claim_run_args``. Returns the ``HANDLE_COLUMNS``.
+    CLAIM_RUN = _build("sqlite", _claim_run)
+    LEASE_OF = _build("sqlite", _lease_of)
+    #: Arguments: ``release_args``.
+    RELEASE = _build("sqlite", _release)
+    #: Arguments: ``renew_args`` with one run id; an executemany.
+    RENEW = _build("sqlite", _renew)
+    RUN_EXISTS = _build("sqlite", _run_exists)
+
+    @staticmethod
+    @functools.lru_cache(maxsize=64)
+    def claim_due(workflows: int | None) -> str:
+        """The claim of due runs, filtered by that many workflow ids (``None``: unfiltered);
+        arguments: ``claim_due_args``. Built once per count."""
+        return _build("sqlite", _claim_due, workflows)
+
+
+# -- cold statements (SQLAlchemy Core) ---------------------------------------------------------
+
+
+def _handle_select() -> sa.Select[Any]:
+    return sa.select(
+        *(
+            sa.cast(runs.c[name], sa.Text).label(name) if _is_json(runs.c[name]) else runs.c[name]
+            for name in HANDLE_COLUMNS
+        )
+    )
+
+
+def load_run_query(run_id: str) -> sa.Select[Any]:
+    """A run's ``HANDLE_COLUMNS``."""
+    return _handle_select().where(runs.c.run_id == run_id)
+
+
+def run_exists_query(run_id: str) -> sa.Select[Any]:
+    return sa.select(sa.literal(1)).where(runs.c.run_id == run_id)
+
+
+def ledger_query(run_id: str) -> sa.Select[Any]:
+    """A run's records, oldest first."""
+    return (
+        sa.select(sa.cast(ledger.c.record, sa.Text))
+        .where(ledger.c.run_id == run_id)
+        .order_by(ledger.c.seq)
+    )
+
+
+def ledger_tail_query(run_id: str) -> sa.Select[Any]:
+    """A run's newest record."""
+    return (
+        sa.select(sa.cast(ledger.c.record, sa.Text))
+        .where(ledger.c.run_id == run_id)
+        .order_by(ledger.c.seq.desc())
+        .limit(1)
+    )
+
+
+def find_effect_query(run_id: str, idempotency_key: str) -> sa.Select[Any]:
+    """The newest completed record of ``run_id`` with ``idempotency_key``, by the ledger's
+    (run_id, idempotency_key) index."""
+    return (
+        sa.select(sa.cast(ledger.c.record, sa.Text))
+        .where(
+            ledger.c.run_id == run_id,
+            ledger.c.idempotency_key == idempotency_key,
+            ledger.c.status == StepStatus.COMPLETED.value,
+        )
+        .order_by(ledger.c.seq.desc())
+        .limit(1)
+    )
+
+
+def ledger_scan_query(run_id: str | None = None) -> sa.Select[Any]:
+    """Every run (or one) with its ledger head and its records in order, runs without records
+    included (a LEFT JOIN row with no record); both primary keys give the order."""
+    query = (
+        sa.select(
+            runs.c.run_id,
+            runs.c.ledger_seq,
+            runs.c.ledger_head,
+            sa.cast(ledger.c.record, sa.Text).label("record"),
+        )
+        .select_from(runs.outerjoin(ledger, ledger.c.run_id == runs.c.run_id))
+        .order_by(runs.c.run_id, ledger.c.seq)
+    )
+    return query if run_id is None else query.where(runs.c.run_id == run_id)
+
+
+def next_due_query(workflow_ids: Sequence[str] | None = None) -> sa.Select[Any]:
+    """The earliest ``due_at`` (the first entry of the index)."""
+    query = sa.select(sa.func.min(runs.c.due_at))
+    if workflow_ids is not None:
+        query = query.where(runs.c.workflow_id.in_(list(workflow_ids)))
+    return query
+
+
+def list_runs_query(
+    *,
+    status: RunStatus | None,
+    workflow_id: str | None,
+    wait_reason: WaitReason | None,
+    wait_key: str | None,
+    parent_run_id: str | None,
+    limit: int,
+) -> sa.Select[Any]:
+    """The states of the runs passing every given filter, most recently updated first."""
+    query = sa.select(sa.cast(runs.c.state, sa.Text))
+    if status is not None:
+        query = query.where(runs.c.status == RunStatus(status).value)
+    if workflow_id is not None:
+        query = query.where(runs.c.workflow_id == workflow_id)
+    if wait_reason is not None:
+        query = query.where(runs.c.wait_reason == WaitReason(wait_reason).value)
+    if wait_key is not None:
+        query = query.where(runs.c.wait_key == wait_key)
+    if parent_run_id is not None:
+        query = query.where(runs.c.parent_run_id == parent_run_id)
+    return query.order_by(runs.c.updated_at.desc(), runs.c.run_id).limit(limit)
+
+
+# Snapshots
+
+_SNAPSHOT_COLUMNS = tuple(
+    sa.cast(column, sa.Text).label(column.name) if column.name == "run_state" else column
+    for column in snapshots.columns
+    if not column.name.startswith("search_")
+)
+
+
+def upsert_snapshot(dialect: str, values: dict[str, Any]) -> sa.Insert:
+    """Insert the snapshot, or replace every column but its id and ``created_at``; returns the
+    ``created_at`` that is stored."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(snapshots).values(values)
+    keep = {"snapshot_id", "created_at"}
+    return statement.on_conflict_do_update(
+        index_elements=[snapshots.c.snapshot_id],
+        set_={name: statement.excluded[name] for name in values if name not in keep},
+    ).returning(snapshots.c.created_at)
+
+
+def delete_snapshot_tags(snapshot_id: str) -> sa.Delete:
+    return snapshot_tags.delete().where(snapshot_tags.c.snapshot_id == snapshot_id)
+
+
+def insert_snapshot_tags() -> sa.Insert:
+    """Parameters: one ``{"snapshot_id", "tag"}`` per tag (an executemany)."""
+    return snapshot_tags.insert()
+
+
+def delete_snapshot(snapshot_id: str) -> sa.Delete:
+    return snapshots.delete().where(snapshots.c.snapshot_id == snapshot_id)
+
+
+def load_snapshot_query(snapshot_id: str) -> sa.Select[Any]:
+    return sa.select(*_SNAPSHOT_COLUMNS).where(snapshots.c.snapshot_id == snapshot_id)
+
+
+def list_snapshots_query(
+    *,
+    run_id: str | None = None,
+    tag: str | None = None,
+    query: str | None = None,
+    limit: int | None = 100,
+) -> sa.Select[Any]:
+    """The snapshots passing every given filter, newest first."""
+    select = sa.select(*_SNAPSHOT_COLUMNS)
+    if run_id is not None:
+        select = select.where(snapshots.c.run_id == run_id)
+    if tag is not None:
+        tagged = sa.select(snapshot_tags.c.snapshot_id).where(
+            snapshot_tags.c.tag == fold(tag.strip())
+        )
+        select = select.where(snapshots.c.snapshot_id.in_(tagged))
+    if query is not None:
+        # LIKE '%' || :needle || '%' ESCAPE '/', with '%', '_' and '/' escaped in :needle.
+        needle = fold(query)
+        select = select.where(
+            sa.or_(
+                snapshots.c.search_name.contains(needle, autoescape=True),
+                snapshots.c.search_description.contains(needle, autoescape=True),
+            )
+        )
+    select = select.order_by(snapshots.c.created_at.desc(), snapshots.c.snapshot_id.desc())
+    return select if limit is None else select.limit(max(limit, 0))
+
+
+# Artifacts
+
+
+def insert_artifact_if_absent(dialect: str, values: dict[str, Any]) -> sa.Insert:
+    """Insert the artifact unless a row with its id exists (race-safe on both dialects)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(artifacts)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=[artifacts.c.artifact_id])
+    )
+
+
+def artifact_data_query(artifact_id: str) -> sa.Select[Any]:
+    return sa.select(artifacts.c.data).where(artifacts.c.artifact_id == artifact_id)
+
+
+def artifact_info_query(artifact_id: str) -> sa.Select[Any]:
+    """Everything but the content."""
+    return sa.select(*(column for column in artifacts.columns if column.name != "data")).where(
+        artifacts.c.artifact_id == artifact_id
+    )
+
+
+def artifact_exists_query(artifact_id: str) -> sa.Select[Any]:
+    return sa.select(sa.literal(1)).where(artifacts.c.artifact_id == artifact_id)
+
+
+def delete_artifact(artifact_id: str) -> sa.Delete:
+    return artifacts.delete().where(artifacts.c.artifact_id == artifact_id)
+
+
+# -- the schema and the connections ------------------------------------------------------------
+
+#: Two processes upgrading one Postgres database at once take turns (a transaction lock).
+PG_MIGRATION_LOCK = sa.text("SELECT pg_advisory_xact_lock(4152317201)")
+
+#: ``PRAGMA application_id`` of SQLite files ``SqlStore`` created (ASCII "ARt1"): such a file
+#: is the embedded default and is upgraded automatically when a newer version needs it.
+SQLITE_APP_ID = 0x41527431
+SQLITE_SET_APP_ID = f"PRAGMA application_id={SQLITE_APP_ID}"
+SQLITE_GET_APP_ID = "PRAGMA application_id"
+SQLITE_TABLE_COUNT = "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+SQLITE_JOURNAL_MODE = "PRAGMA journal_mode"
+SQLITE_WAL = "PRAGMA journal_mode=WAL"
+
+
+def sqlite_busy_timeout(ms: int) -> str:
+    return f"PRAGMA busy_timeout={int(ms)}"
+
+
+def sqlite_settings(busy_timeout_ms: int, *, durable: bool) -> tuple[str, ...]:
+    """What every SQLite connection sets: a commit on disk before the next step starts
+    (``durable``; a private temporary file has nothing to keep), waits for the write lock,
+    foreign keys enforced."""
+    return (
+        sqlite_busy_timeout(busy_timeout_ms),
+        f"PRAGMA synchronous={'FULL' if durable else 'OFF'}",
+        "PRAGMA foreign_keys=ON",
+    )
