@@ -4,6 +4,7 @@ server on Postgres), come from keyword arguments or the URL, and are checked."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from datetime import timedelta
 from typing import Any
 
@@ -135,6 +136,57 @@ async def test_operations_cancelled_midway_give_their_connection_back(db_url: st
         await asyncio.sleep(0.05)  # returns that were shielded from the cancellation finish
         assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
         await load(store, runs=3)
+
+
+async def _store_with_a_claim_blocked_on_a_row_lock(
+    pg_url: str,
+) -> tuple[SqlStore, asyncpg.Connection, asyncio.Task[Any]]:
+    """A store whose claim of a run waits on a lock another connection holds on its row."""
+    store = SqlStore(pg_url)
+    run_id = await Runtime(store=store).start(workflow=counter(1))
+    locker = await asyncpg.connect(
+        make_url(pg_url).set(drivername="postgresql").render_as_string(False)
+    )
+    await locker.execute("BEGIN")
+    await locker.execute("SELECT 1 FROM abstractruntime_runs WHERE run_id = $1 FOR UPDATE", run_id)
+    now = utc_now()
+    claim = asyncio.create_task(store.claim_run(run_id, "me", now, now + timedelta(seconds=30)))
+    await asyncio.sleep(0.2)
+    assert not claim.done()
+    return store, locker, claim
+
+
+@pytest.mark.postgres
+async def test_close_lets_a_statement_in_flight_finish(pg_url: str) -> None:
+    store, locker, claim = await _store_with_a_claim_blocked_on_a_row_lock(pg_url)
+    closing = asyncio.create_task(store.close())
+    await asyncio.sleep(0.2)
+    assert not closing.done()  # waits for the claim, which holds a pooled connection
+    await locker.execute("ROLLBACK")
+    await locker.close()
+    await closing
+    assert (await claim).owner == "me"
+    assert await settles_at(pg_url, 0) == 0
+
+
+@pytest.mark.postgres
+async def test_close_closes_the_connection_of_a_statement_that_does_not_finish(
+    pg_url: str,
+) -> None:
+    """After the grace, the connection is closed under the statement (which fails with a
+    StoreError): nothing is left for the garbage collector (a ResourceWarning is an error
+    here)."""
+    store, locker, claim = await _store_with_a_claim_blocked_on_a_row_lock(pg_url)
+    try:
+        await store._backend.close(grace_s=0.2)  # type: ignore[call-arg]
+        with pytest.raises(StoreError):
+            await claim
+        gc.collect()  # an unclosed connection would warn now, and fail the test
+        # The server's backend notices the closed client once the lock lets it go on.
+        await locker.execute("ROLLBACK")
+        assert await settles_at(pg_url, 1) == 1  # the locker only
+    finally:
+        await locker.close()
 
 
 @pytest.mark.parametrize(

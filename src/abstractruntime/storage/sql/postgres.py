@@ -48,6 +48,9 @@ from .urls import PoolOptions
 
 logger = logging.getLogger("abstractruntime.storage")
 
+#: How long ``close`` lets hot statements still running finish.
+_CLOSE_GRACE_S = 5.0
+
 #: Arguments of SQLAlchemy's asyncpg dialect that asyncpg itself does not take.
 _DIALECT_ONLY_ARGS = ("prepared_statement_cache_size", "prepared_statement_name_func")
 
@@ -73,6 +76,9 @@ class PostgresBackend:
         event.listen(self.engine.sync_engine, "checkout", _drop_closed)
         self._masked = masked
         self._connect_kwargs: dict[str, Any] = dict(engine_kwargs.get("connect_args") or {})
+        #: Connections the hot path has borrowed right now (``close`` waits for them).
+        self._borrowed: set[asyncpg.Connection] = set()
+        self._returned = asyncio.Event()
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
@@ -80,6 +86,7 @@ class PostgresBackend:
         pooled = await self.engine.raw_connection()
         driver = pooled.driver_connection
         assert driver is not None, "a checked-out connection has its driver's connection"
+        self._borrowed.add(driver)
         try:
             yield driver
         except BaseException as exc:
@@ -88,6 +95,8 @@ class PostgresBackend:
                 pooled.invalidate(exc if isinstance(exc, Exception) else None)
             raise
         finally:
+            self._borrowed.discard(driver)
+            self._returned.set()
             await greenlet_spawn(pooled.close)
 
     async def create_run(self, values: Mapping[str, Any], *, notify: bool) -> None:
@@ -208,5 +217,18 @@ class PostgresBackend:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 30.0)
 
-    async def close(self) -> None:
+    async def close(self, *, grace_s: float = _CLOSE_GRACE_S) -> None:
+        """Close the pool. Statements still running get ``grace_s`` to finish (the engine's
+        ``dispose`` alone would leave their connections open, for the garbage collector to
+        find); then their connections are closed under them."""
+        deadline = asyncio.get_running_loop().time() + grace_s
+        while self._borrowed:
+            self._returned.clear()
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._returned.wait(), left)
+        for driver in list(self._borrowed):
+            driver.terminate()
         await self.engine.dispose()
