@@ -10,16 +10,23 @@ ROOT = Path(__file__).resolve().parents[2]
 DRIVERS = ("sqlalchemy", "asyncpg", "aiosqlite", "alembic")
 
 
+def lint_imports(cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """import-linter with the project's contracts, on the package importable from ``cwd``."""
+    lint = Path(sys.executable).parent / "lint-imports"
+    config = str(ROOT / "pyproject.toml")
+    return subprocess.run(
+        [str(lint), "--config", config, "--no-cache"],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+    )
+
+
 def test_import_linter_contracts_are_kept() -> None:
     """The contracts in pyproject.toml: core -> nothing outside core and errors; storage -> core;
     scheduler and integrations -> core and storage; the CLI on top; no driver in the core."""
-    lint = Path(sys.executable).parent / "lint-imports"
-    out = subprocess.run(
-        [str(lint), "--config", str(ROOT / "pyproject.toml"), "--no-cache"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+    out = lint_imports(ROOT)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "0 broken" in out.stdout
 
@@ -29,14 +36,7 @@ def test_a_core_module_importing_an_outer_layer_breaks_the_contracts(tmp_path: P
     package = tmp_path / "abstractruntime"
     subprocess.run(["cp", "-r", str(ROOT / "src" / "abstractruntime"), str(package)], check=True)
     (package / "core" / "outward.py").write_text("from ..storage import sql\n")
-    lint = Path(sys.executable).parent / "lint-imports"
-    out = subprocess.run(
-        [str(lint), "--config", str(ROOT / "pyproject.toml"), "--no-cache"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
-    )
+    out = lint_imports(tmp_path, {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
     assert out.returncode != 0
     assert "abstractruntime.core.outward -> abstractruntime.storage" in out.stdout
 

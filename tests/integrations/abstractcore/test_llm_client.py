@@ -18,7 +18,7 @@ from abstractruntime.integrations.abstractcore import (
     LLMTimeoutError,
     RemoteAbstractCoreLLMClient,
 )
-from abstractruntime.integrations.abstractcore.llm_client import normalize_tool_calls
+from abstractruntime.integrations.abstractcore.chat import normalize_tool_calls
 from abstractruntime.integrations.abstractcore.testing import (
     ScriptedChatServer,
     ScriptedReply,

@@ -249,7 +249,7 @@ async def test_abstractcore_tool_executor_uses_the_registry(fake_registry: list[
 
 
 def test_local_responses_in_other_shapes_are_normalised() -> None:
-    from abstractruntime.integrations.abstractcore.llm_client import normalize_local_response
+    from abstractruntime.integrations.abstractcore.chat import normalize_local_response
 
     as_dict = normalize_local_response(
         {"content": "hi", "tool_calls": None, "metadata": {"trace_id": 7}},

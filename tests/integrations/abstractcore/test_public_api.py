@@ -21,6 +21,7 @@ CONTRACT = {
 MODULES = {
     "agent",
     "annotations",
+    "chat",
     "effect_handlers",
     "errors",
     "factory",
