@@ -14,9 +14,9 @@ writes find (``RunExistsError``, ``RunNotFoundError``, ``RunLeasedError``,
 ``ConcurrentUpdateError``); driver failures pass through, to become a ``StoreError`` at the
 store's one boundary (``SqlStore._reaching``).
 
-One pool per store: the engine's, of ``pool_size`` connections kept open plus up to
-``max_overflow`` more under load (see ``urls.pool_options``); docs/storage.md counts what a
-process opens.
+Pools: the engine's, of ``pool_size`` connections kept open plus up to ``max_overflow`` more
+under load (see ``urls.pool_options``), and on Postgres a second pool of that size for the hot
+path (see ``postgres.py`` for why); docs/storage.md counts what a process opens.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class SqlBackend(Protocol):
     """The hot path of one dialect (see the module docstring)."""
 
     #: The engine of the cold paths (reads, snapshots, artifacts, migrations), set up for the
-    #: dialect; its pool is the store's one pool.
+    #: dialect (Postgres keeps a second, asyncpg pool for its hot path).
     engine: AsyncEngine
     #: The URL the engine connects to.
     url: URL

@@ -6,13 +6,15 @@ asyncpg's statement cache) whose data-modifying CTEs update the run under the ve
 append the ledger rows, mark a waiting parent due and NOTIFY idle workers. A single statement is
 its own transaction: one round trip per step instead of BEGIN / UPDATE / INSERT / COMMIT.
 
-The connections are the engine's: the hot path borrows the asyncpg connection under one of the
-engine pool's connections (``AsyncEngine.raw_connection()``), so a store has ONE pool for its hot
-and cold paths, sized by ``pool_size`` / ``max_overflow``. Giving it back costs no round trip:
-the hot statements run outside any transaction, so the pool's reset has nothing to roll back.
-A connection the server closed (a restart) is dropped at checkout, not handed out.
+Two pools, sized by the same ``pool_size`` / ``max_overflow``: the hot writes take connections
+from an asyncpg pool (which skips its reset query: the hot statements leave no session state),
+the cold paths (reads, snapshots, artifacts, migrations) from the SQLAlchemy engine's. One pool
+for both was tried: borrowing the engine's connections for the hot path cost 17% of the steps/s
+of 500 concurrent runs (SQLAlchemy's pool, through its greenlet bridge, hands out and takes back
+connections about a third slower than asyncpg's under contention). docs/storage.md counts the
+connections.
 
-Only the LISTEN connection is outside the pool: it is held for as long as a scheduler listens.
+The LISTEN connection is a third, single connection, held while a scheduler listens.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
-from sqlalchemy.util import greenlet_spawn
 
 from ...errors import ConcurrentUpdateError, RunExistsError, RunLeasedError, RunNotFoundError
 from .backend import create_engine
@@ -55,6 +56,13 @@ _CLOSE_GRACE_S = 5.0
 _DIALECT_ONLY_ARGS = ("prepared_statement_cache_size", "prepared_statement_name_func")
 
 
+class _NoResetConnection(asyncpg.Connection):  # type: ignore[misc]
+    """Skips the pool's reset query on release: the hot path runs single statements only."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 def _drop_closed(
     _dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection
 ) -> None:
@@ -76,28 +84,29 @@ class PostgresBackend:
         event.listen(self.engine.sync_engine, "checkout", _drop_closed)
         self._masked = masked
         self._connect_kwargs: dict[str, Any] = dict(engine_kwargs.get("connect_args") or {})
-        #: Connections the hot path has borrowed right now (``close`` waits for them).
-        self._borrowed: set[asyncpg.Connection] = set()
-        self._returned = asyncio.Event()
+        #: The hot path's pool, made at its first use.
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
+        self._hot_size = pool.pool_size + pool.max_overflow
+
+    async def _get_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            async with self._pool_lock:
+                if self._pool is None:
+                    self._pool = await asyncpg.create_pool(
+                        **self._connect_args(),
+                        min_size=1,
+                        max_size=self._hot_size,
+                        connection_class=_NoResetConnection,
+                    )
+        return self._pool
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """The asyncpg connection under one of the engine pool's connections."""
-        pooled = await self.engine.raw_connection()
-        driver = pooled.driver_connection
-        assert driver is not None, "a checked-out connection has its driver's connection"
-        self._borrowed.add(driver)
-        try:
-            yield driver
-        except BaseException as exc:
-            # Cancelled mid-statement, the connection's state is unknown; closed, it is useless.
-            if not isinstance(exc, Exception) or driver.is_closed():
-                pooled.invalidate(exc if isinstance(exc, Exception) else None)
-            raise
-        finally:
-            self._borrowed.discard(driver)
-            self._returned.set()
-            await greenlet_spawn(pooled.close)
+        """A connection of the hot path's pool."""
+        pool = await self._get_pool()
+        async with pool.acquire() as conn:
+            yield conn
 
     async def create_run(self, values: Mapping[str, Any], *, notify: bool) -> None:
         try:
@@ -182,12 +191,16 @@ class PostgresBackend:
 
         return stop
 
-    async def _connect(self) -> asyncpg.Connection:
-        """A connection of its own, made from the engine's URL as the pool makes them."""
+    def _connect_args(self) -> dict[str, Any]:
+        """asyncpg's arguments for a connection to the engine's URL, as the engine makes them."""
         _args, kwargs = self.engine.dialect.create_connect_args(self.url)
         for name in _DIALECT_ONLY_ARGS:
             kwargs.pop(name, None)
-        return await asyncpg.connect(**{**kwargs, **self._connect_kwargs})
+        return {**kwargs, **self._connect_kwargs}
+
+    async def _connect(self) -> asyncpg.Connection:
+        """A connection of its own (the LISTEN connection)."""
+        return await asyncpg.connect(**self._connect_args())
 
     async def _listen_forever(self, callback: Callable[[], None]) -> None:
         backoff = 0.1
@@ -218,17 +231,12 @@ class PostgresBackend:
             backoff = min(backoff * 2, 30.0)
 
     async def close(self, *, grace_s: float = _CLOSE_GRACE_S) -> None:
-        """Close the pool. Statements still running get ``grace_s`` to finish (the engine's
-        ``dispose`` alone would leave their connections open, for the garbage collector to
-        find); then their connections are closed under them."""
-        deadline = asyncio.get_running_loop().time() + grace_s
-        while self._borrowed:
-            self._returned.clear()
-            left = deadline - asyncio.get_running_loop().time()
-            if left <= 0:
-                break
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._returned.wait(), left)
-        for driver in list(self._borrowed):
-            driver.terminate()
+        """Close both pools. Hot statements still running get ``grace_s`` to finish; then their
+        connections are closed under them (they fail with a ``StoreError``)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), grace_s)
+            except asyncio.TimeoutError:
+                pool.terminate()
         await self.engine.dispose()

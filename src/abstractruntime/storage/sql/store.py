@@ -83,7 +83,7 @@ class SqlStore:
             query parameters ``pool_size`` and ``max_overflow`` size the store's pool.
         **engine_kwargs: passed to SQLAlchemy's ``create_async_engine``; ``pool_size`` (the
             connections the pool keeps, default 10) and ``max_overflow`` (more under load,
-            default 0) win over the URL's. The store's one pool serves every operation; see
+            default 0) win over the URL's. They size the store's pools; see
             docs/storage.md for the connections a process opens.
 
     The schema must be at the newest migration (``await store.upgrade()`` or
@@ -103,7 +103,7 @@ class SqlStore:
         )
         #: The URL the store connects to.
         self.url = self._backend.url
-        #: The engine of the cold paths; its pool is the store's one pool.
+        #: The engine of the cold paths (SQLite's reads share its pool with nothing else).
         self.engine = self._backend.engine
         #: A SQLite file on read-only media: what it holds stays readable, writes fail.
         self.read_only = self._backend.read_only

@@ -94,7 +94,7 @@ DEFAULT_MAX_OVERFLOW = 0
 
 @dataclass(frozen=True)
 class PoolOptions:
-    """The size of a store's one connection pool."""
+    """The size of each of a store's connection pools."""
 
     pool_size: int = DEFAULT_POOL_SIZE
     max_overflow: int = DEFAULT_MAX_OVERFLOW
