@@ -43,6 +43,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection
 
@@ -56,6 +57,7 @@ from ...errors import (
 )
 from . import statements
 from .backend import create_engine
+from .schema import UTCDateTime, ledger, runs
 from .statements import HandleRow, Sqlite
 from .urls import PoolOptions
 
@@ -84,6 +86,25 @@ def parse_ts(text: str | None) -> datetime | None:
 def _bind(args: tuple[Any, ...]) -> tuple[Any, ...]:
     """Arguments as sqlite3 takes them: timestamps as SQLAlchemy stores them."""
     return tuple(ts(value) if isinstance(value, datetime) else value for value in args)
+
+
+def _binder(columns: Sequence[str], table: sa.Table) -> Callable[[tuple[Any, ...]], list[Any]]:
+    """``_bind`` for arguments that start with ``columns``: only the positions of timestamp
+    columns are converted, found once (a step's commit binds some 30 values)."""
+    at = [i for i, name in enumerate(columns) if isinstance(table.c[name].type, UTCDateTime)]
+
+    def bind(args: tuple[Any, ...]) -> list[Any]:
+        bound = list(args)
+        for i in at:
+            bound[i] = ts(bound[i])
+        return bound
+
+    return bind
+
+
+#: The two binds of a step's commit: the run's update (then its id and version), its records.
+_bind_update = _binder(statements.STEP_COLUMNS, runs)
+_bind_record = _binder(statements.LEDGER_COLUMNS, ledger)
 
 
 # -- the writer thread -------------------------------------------------------------------------
@@ -379,8 +400,8 @@ class SqliteBackend:
         notify: bool,
         parent_due: tuple[str, datetime] | None,
     ) -> None:
-        update = _bind(statements.update_run_args(run_id, version, values))
-        records = [_bind(statements.record_args(row)) for row in rows]
+        update = _bind_update(statements.update_run_args(run_id, version, values))
+        records = [_bind_record(statements.record_args(row)) for row in rows]
         parent = None if parent_due is None else (ts(parent_due[1]), parent_due[0])
 
         def write(conn: sqlite3.Connection) -> None:
