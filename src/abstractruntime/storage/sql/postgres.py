@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -90,41 +90,37 @@ class PostgresBackend:
         self._hot_size = pool.pool_size + pool.max_overflow
 
     async def _get_pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            async with self._pool_lock:
-                if self._pool is None:
-                    self._pool = await asyncpg.create_pool(
-                        **self._connect_args(),
-                        min_size=1,
-                        max_size=self._hot_size,
-                        connection_class=_NoResetConnection,
-                    )
+        """The hot path's pool (its statements run on it directly: each takes a connection
+        for itself and gives it back)."""
+        if self._pool is not None:
+            return self._pool
+        async with self._pool_lock:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    **self._connect_args(),
+                    min_size=1,
+                    max_size=self._hot_size,
+                    connection_class=_NoResetConnection,
+                )
         return self._pool
-
-    @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """A connection of the hot path's pool."""
-        pool = await self._get_pool()
-        async with pool.acquire() as conn:
-            yield conn
 
     async def create_run(self, values: Mapping[str, Any], *, notify: bool) -> None:
         try:
-            async with self._connection() as conn:
-                await conn.execute(Postgres.INSERT_RUN, *insert_run_args(values), notify)
+            pool = await self._get_pool()
+            await pool.execute(Postgres.INSERT_RUN, *insert_run_args(values), notify)
         except asyncpg.UniqueViolationError as exc:
             raise RunExistsError(values["run_id"]) from exc
 
     async def claim_run(
         self, run_id: str, owner: str, now: datetime, lease_until: datetime
     ) -> HandleRow:
-        async with self._connection() as conn:
-            row = await conn.fetchrow(
-                Postgres.CLAIM_RUN, *claim_run_args(run_id, owner, now, lease_until)
-            )
-            if row is not None:
-                return tuple(row)
-            lease = await conn.fetchrow(Postgres.LEASE_OF, run_id)
+        pool = await self._get_pool()
+        row = await pool.fetchrow(
+            Postgres.CLAIM_RUN, *claim_run_args(run_id, owner, now, lease_until)
+        )
+        if row is not None:
+            return tuple(row)
+        lease = await pool.fetchrow(Postgres.LEASE_OF, run_id)
         if lease is None:
             raise RunNotFoundError(run_id)
         raise RunLeasedError(run_id, lease[0], lease[1])
@@ -143,8 +139,8 @@ class PostgresBackend:
             ids = (list(workflow_ids),)
             sql = Postgres.CLAIM_DUE_FILTERED
             args = claim_due_args(owner, now, lease_until, limit, ids)
-        async with self._connection() as conn:
-            rows = await conn.fetch(sql, *args)
+        pool = await self._get_pool()
+        rows = await pool.fetch(sql, *args)
         return [tuple(row) for row in rows]
 
     async def commit_step(
@@ -159,10 +155,10 @@ class PostgresBackend:
     ) -> None:
         args = commit_step_args(run_id, version, values, rows, notify=notify, parent_due=parent_due)
         try:
-            async with self._connection() as conn:
-                if await conn.fetchval(Postgres.COMMIT_STEP, *args):
-                    return
-                exists = await conn.fetchval(Postgres.RUN_EXISTS, run_id)
+            pool = await self._get_pool()
+            if await pool.fetchval(Postgres.COMMIT_STEP, *args):
+                return
+            exists = await pool.fetchval(Postgres.RUN_EXISTS, run_id)
         except asyncpg.UniqueViolationError as exc:  # someone else appended at our seq
             raise ConcurrentUpdateError(run_id, version) from exc
         if exists is None:
@@ -172,12 +168,12 @@ class PostgresBackend:
     async def release(
         self, run_id: str, owner: str | None, version: int, due: datetime | None
     ) -> None:
-        async with self._connection() as conn:
-            await conn.execute(Postgres.RELEASE, *release_args(run_id, owner, version, due))
+        pool = await self._get_pool()
+        await pool.execute(Postgres.RELEASE, *release_args(run_id, owner, version, due))
 
     async def renew(self, owner: str, run_ids: Sequence[str], lease_until: datetime) -> None:
-        async with self._connection() as conn:
-            await conn.execute(Postgres.RENEW, *renew_args(owner, lease_until, list(run_ids)))
+        pool = await self._get_pool()
+        await pool.execute(Postgres.RENEW, *renew_args(owner, lease_until, list(run_ids)))
 
     async def listen(self, callback: Callable[[], None]) -> Callable[[], Awaitable[None]]:
         """A dedicated connection LISTENs (reopened with backoff when it drops; the scheduler
