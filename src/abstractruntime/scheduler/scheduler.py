@@ -14,7 +14,6 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from ..core.models import RunStatus
@@ -153,7 +152,7 @@ class Scheduler:
         handles = await runtime.store.claim_due(
             runtime.config.owner,
             now,
-            now + timedelta(seconds=runtime.config.lease_s),
+            runtime.leases.until(now),
             free,
             runtime.workflow_registry.ids(),
         )
