@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abstractruntime import Effect, EffectType, RunState, StepPlan, WorkflowSpec
+from tests.helpers.state import own_vars
 
 
 async def _ask(run: RunState, ctx: object) -> StepPlan:
@@ -74,7 +75,7 @@ def timer(delay_s: float, workflow_id: str = "timer") -> WorkflowSpec:
         "sleep",
         {
             "sleep": sleep,
-            "done": lambda run, ctx: StepPlan(node_id="done", complete_output=run.vars),
+            "done": lambda run, ctx: StepPlan(node_id="done", complete_output=own_vars(run)),
         },
     )
 
@@ -90,7 +91,7 @@ def waiter(key: str = "evt:go", workflow_id: str = "waiter") -> WorkflowSpec:
                 effect=Effect(EffectType.WAIT_EVENT, {"wait_key": key}, result_key="event"),
                 next_node="done",
             ),
-            "done": lambda run, ctx: StepPlan(node_id="done", complete_output=run.vars),
+            "done": lambda run, ctx: StepPlan(node_id="done", complete_output=own_vars(run)),
         },
     )
 
@@ -112,7 +113,7 @@ def parent_of(
                 ),
                 next_node="done",
             ),
-            "done": lambda run, ctx: StepPlan(node_id="done", complete_output=run.vars),
+            "done": lambda run, ctx: StepPlan(node_id="done", complete_output=own_vars(run)),
         },
     )
 
@@ -136,6 +137,6 @@ def llm_agent_step(workflow_id: str = "llm_step") -> WorkflowSpec:
         "call",
         {
             "call": call,
-            "done": lambda run, ctx: StepPlan(node_id="done", complete_output=run.vars),
+            "done": lambda run, ctx: StepPlan(node_id="done", complete_output=own_vars(run)),
         },
     )

@@ -8,12 +8,14 @@ from __future__ import annotations
 from tests.helpers.cli import EXE, cli
 from tests.helpers.clock import FakeClock, scheduled_on
 from tests.helpers.polling import eventually, tick_when_unleased, wait_for_status
+from tests.helpers.state import own_vars
 
 __all__ = [
     "EXE",
     "FakeClock",
     "cli",
     "eventually",
+    "own_vars",
     "scheduled_on",
     "tick_when_unleased",
     "wait_for_status",

@@ -27,7 +27,7 @@ from abstractruntime import (
     WorkflowSpec,
     verify_ledger_chain,
 )
-from tests.helpers import FakeClock
+from tests.helpers import FakeClock, own_vars
 from tests.workflows import APPROVAL, counter
 
 StoreFactory = Callable[[], Any]
@@ -46,7 +46,7 @@ async def test_quick_start_ask_user_pause_and_resume(store_factory: StoreFactory
     # A second runtime on the same database (another process, in real life) resumes it.
     rt2 = Runtime(store=store_factory())
     waiting = await rt2.get_state(run_id)
-    assert waiting.status is RunStatus.WAITING and waiting.vars == {"order": 42}
+    assert waiting.status is RunStatus.WAITING and own_vars(waiting) == {"order": 42}
     done = await rt2.resume(
         workflow=APPROVAL, run_id=run_id, wait_key=waiting.waiting.wait_key, payload={"ok": 1}
     )
@@ -95,7 +95,7 @@ async def test_sequential_nodes_commit_every_step(store_factory: StoreFactory) -
     assert state.status is RunStatus.COMPLETED
     assert state.output == {"n": 5}
     fresh = await Runtime(store=store_factory()).get_state(run_id)
-    assert fresh.vars == {"n": 5, "seen": [0, 1, 2, 3, 4]}
+    assert own_vars(fresh) == {"n": 5, "seen": [0, 1, 2, 3, 4]}
     ledger = await rt.get_ledger(run_id)
     assert [r["node_id"] for r in ledger] == ["n0", "n1", "n2", "n3", "n4"]
     assert verify_ledger_chain(ledger)["ok"]
@@ -131,7 +131,7 @@ async def test_wait_event_resumes_at_resume_to_node_with_dotted_result_key(store
         {
             "wait": wait,
             "unused": lambda run, ctx: StepPlan(node_id="unused", complete_output={"x": 0}),
-            "paid": lambda run, ctx: StepPlan(node_id="paid", complete_output=run.vars),
+            "paid": lambda run, ctx: StepPlan(node_id="paid", complete_output=own_vars(run)),
         },
     )
     rt = Runtime(store=store)
@@ -166,7 +166,7 @@ def _sleeper(until: Any) -> WorkflowSpec:
                 effect=Effect(EffectType.WAIT_UNTIL, {"until": until}, result_key="woke"),
                 next_node="after",
             ),
-            "after": lambda run, ctx: StepPlan(node_id="after", complete_output=run.vars),
+            "after": lambda run, ctx: StepPlan(node_id="after", complete_output=own_vars(run)),
         },
     )
 
@@ -278,7 +278,7 @@ async def test_broken_node_fails_the_run_without_touching_others(
     assert message in state.error
     stored = await rt.get_state(run_id)
     assert stored.status is RunStatus.FAILED and stored.error == state.error
-    assert stored.vars == {"keep": 1}
+    assert own_vars(stored) == {"keep": 1}
     ledger = await rt.get_ledger(run_id)
     assert ledger[-1]["status"] == "failed" and message in ledger[-1]["error"]
     assert verify_ledger_chain(ledger)["ok"]
@@ -306,7 +306,7 @@ async def test_unserialisable_vars_fail_the_step_and_keep_the_last_state(store: 
     assert "vars['bad']['inner']" in state.error
     assert "set" in state.error
     stored = await rt.get_state(run_id)
-    assert stored.vars == {"good": 1}  # the last committed vars, not the broken ones
+    assert own_vars(stored) == {"good": 1}  # the last committed vars, not the broken ones
     assert stored.current_node == "second"
     assert verify_ledger_chain(await rt.get_ledger(run_id))["ok"]
 
@@ -352,7 +352,7 @@ async def test_a_taken_run_id_raises_run_exists_and_keeps_the_first_run(store: A
     await rt.start(workflow=APPROVAL, run_id="r1", vars={"first": True})
     with pytest.raises(RunExistsError, match="run 'r1' already exists"):
         await rt.start(workflow=APPROVAL, run_id="r1", vars={"first": False})
-    assert (await rt.get_state("r1")).vars == {"first": True}
+    assert own_vars(await rt.get_state("r1")) == {"first": True}
     assert await rt.get_ledger("r1") == []
 
 
@@ -481,5 +481,5 @@ async def test_a_failed_step_keeps_nothing_it_changed(store: Any) -> None:
     run_id, state = await rt.run(wf)
     assert state.status is RunStatus.FAILED
     assert state.error == "node 'second' raised RuntimeError: boom"
-    assert state.vars == {"a": 1}
-    assert (await rt.get_state(run_id)).vars == {"a": 1}
+    assert own_vars(state) == {"a": 1}
+    assert own_vars(await rt.get_state(run_id)) == {"a": 1}

@@ -22,6 +22,7 @@ from abstractruntime import (
     resolve_artifact,
 )
 from abstractruntime.storage import SqlStore
+from tests.helpers import own_vars
 
 StoreFactory = Callable[[], Any]
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
@@ -66,7 +67,7 @@ async def test_save_and_load_round_trip(store: Any) -> None:
     loaded = await store.snapshots.load(snap.snapshot_id)
     assert loaded == snap
     assert loaded.tags == ["Prod", "eu"]  # the spelling is kept
-    assert loaded.state.vars == {"order": {"id": 42, "lines": [1.5, "x", None]}}
+    assert own_vars(loaded.state) == {"order": {"id": 42, "lines": [1.5, "x", None]}}
     assert loaded.state.status is RunStatus.WAITING
     assert await store.snapshots.load("nope") is None
 

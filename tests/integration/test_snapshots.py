@@ -26,6 +26,7 @@ from abstractruntime.storage import (
     InMemorySnapshotStore,
     MemoryStore,
 )
+from tests.helpers import own_vars
 from tests.workflows import APPROVAL, counter
 
 StoreFactory = Callable[[], Any]
@@ -51,7 +52,7 @@ async def test_restore_rewinds_the_run_in_one_step(store_factory: StoreFactory) 
     restored = await Runtime(store=store_factory()).restore_snapshot(snap.snapshot_id)
     assert restored.status is RunStatus.WAITING
     assert restored.waiting == waiting.waiting
-    assert restored.vars == {"order": 42} and restored.output is None
+    assert own_vars(restored) == {"order": 42} and restored.output is None
     assert restored.created_at == waiting.created_at
     assert restored.updated_at >= done.updated_at
     assert await rt.get_state(run_id) == restored
@@ -117,7 +118,7 @@ async def test_restore_wins_over_a_worker_that_holds_the_run(
         await ticking  # its step is not committed: the restore won
 
     state = await operator.get_state(run_id)
-    assert state == restored and state.vars == {"v": 1} and state.status is RunStatus.RUNNING
+    assert state == restored and own_vars(state) == {"v": 1} and state.status is RunStatus.RUNNING
     ledger = await operator.get_ledger(run_id)
     assert [r["result"].get("restored") for r in ledger] == [snap.snapshot_id]
     # The restore released the lease: anybody can drive the run now.
@@ -137,7 +138,7 @@ async def test_fork_starts_an_independent_run(store_factory: StoreFactory) -> No
     assert fork_id != run_id
     fork = await rt.get_state(fork_id)
     assert fork.status is RunStatus.WAITING and fork.current_node == "ask"
-    assert fork.vars == {"order": 7}
+    assert own_vars(fork) == {"order": 7}
     assert fork.parent_run_id == run_id and fork.workflow_id == "approval"
     assert fork.waiting.wait_key == f"user:{fork_id}:ask"  # its own key
     assert fork.waiting.prompt == waiting.waiting.prompt
@@ -172,7 +173,7 @@ async def test_a_snapshot_forks_again_and_again(store: Any) -> None:
     run_id = await rt.start(workflow=wf)
     await rt.tick(workflow=wf, run_id=run_id, max_steps=2)
     snap = await _snapshot(rt, run_id)
-    assert snap.state.vars == {"n": 2, "seen": [0, 1]}
+    assert own_vars(snap.state) == {"n": 2, "seen": [0, 1]}
 
     forks = [await rt.fork_snapshot(snap.snapshot_id) for _ in range(2)]
     assert len(set(forks)) == 2
@@ -180,9 +181,10 @@ async def test_a_snapshot_forks_again_and_again(store: Any) -> None:
         # Running and unclaimed: this runtime (or any worker) drives it from where it was.
         state = await rt.tick(workflow=wf, run_id=fork_id)
         assert state.status is RunStatus.COMPLETED
-        assert state.vars == {"n": 4, "seen": [0, 1, 2, 3]}
+        assert own_vars(state) == {"n": 4, "seen": [0, 1, 2, 3]}
     assert (await rt.get_state(run_id)).current_node == "n2"  # the original did not move
-    assert (await store.snapshots.load(snap.snapshot_id)).state.vars == {"n": 2, "seen": [0, 1]}
+    kept = await store.snapshots.load(snap.snapshot_id)
+    assert own_vars(kept.state) == {"n": 2, "seen": [0, 1]}
 
 
 async def test_the_original_in_memory_form_has_snapshots_too() -> None:

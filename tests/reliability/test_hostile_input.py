@@ -41,7 +41,7 @@ from abstractruntime import (
 from abstractruntime.core.kernel import MAX_ERROR_CHARS, WAIT_KEY_LIMIT
 from abstractruntime.core.snapshot import fold
 from abstractruntime.scheduler import ScheduledRuntime
-from tests.helpers import eventually
+from tests.helpers import eventually, own_vars
 
 settings.register_profile(
     "reliability",
@@ -196,7 +196,7 @@ def probe(wait_key: str = "probe:go", workflow_id: str = "probe") -> WorkflowSpe
         )
 
     def done(run: RunState, ctx: Any) -> StepPlan:
-        return StepPlan(node_id="done", complete_output={"vars": run.vars})
+        return StepPlan(node_id="done", complete_output={"vars": own_vars(run)})
 
     return WorkflowSpec(workflow_id, "wait", {"wait": wait, "done": done})
 
@@ -244,8 +244,8 @@ async def sr(store: Any) -> AsyncIterator[ScheduledRuntime]:
         await eventually(
             lambda: no_running_runs(store), "the scheduler left runs running", timeout=30
         )
-        assert scheduled.scheduler.running, "the scheduler's task ended"
-        assert scheduled.stats.errors == 0
+        assert scheduled.scheduler.is_running, "the scheduler's task ended"
+        assert scheduled.stats.errors == []
     finally:
         await scheduled.stop()
 
@@ -271,7 +271,9 @@ async def test_vars_round_trip_exactly(sr: ScheduledRuntime, vars: dict[str, Any
     async with Sentinel(rt):
         run_id = await rt.start(workflow=PROBE, vars=vars)  # left to the scheduler
         state = await healthy(rt, run_id)
-        assert same(state.vars, vars)
+        # Every run starts with its limits, unless the caller's vars bring their own.
+        started = {"_limits": rt.config.to_limits_dict(), **vars}
+        assert same(state.vars, started)
         # Driven through a wait and a resume: still exact, in the output too.
         run_id, state = await rt.run(PROBE, vars=vars)
         assert state.status is RunStatus.WAITING
@@ -281,8 +283,11 @@ async def test_vars_round_trip_exactly(sr: ScheduledRuntime, vars: dict[str, Any
         assert done.status is RunStatus.COMPLETED, done.error
         stored = await healthy(rt, run_id)
         expected = {**vars, PAYLOAD_KEY: {"v": vars}}
-        assert same(stored.vars, expected)
-        assert same(stored.output, {"vars": expected})
+        assert same(stored.vars, {**started, **expected})
+        assert same(
+            stored.output,
+            {"vars": own_vars(RunState.from_dict({**stored.to_dict(), "vars": expected}))},
+        )
         assert same((await rt.get_ledger(run_id))[1]["result"], {"v": vars})
 
 
@@ -332,7 +337,7 @@ async def test_a_node_that_stores_a_bad_value_fails_atomically(
             assert state.error.startswith(f"node 'spoil': vars{segment(key)}{shown}"), state.error
         stored = await healthy(rt, run_id)
         assert stored.status is RunStatus.FAILED
-        assert stored.vars == {"before": [1, 2]}  # nothing of the failed step is kept
+        assert own_vars(stored) == {"before": [1, 2]}  # nothing of the failed step is kept
         ledger = await rt.get_ledger(run_id)
         assert ledger[-1]["status"] == "failed" and ledger[-1]["error"] == state.error
 
@@ -769,7 +774,7 @@ async def test_malformed_plans_fail_the_run_cleanly(
         stored = await healthy(rt, run_id)
         assert stored.status is RunStatus.FAILED and stored.error == state.error
         # The state before the failed step: node "first" ran, what node "a" changed is gone.
-        expected = {**vars, FIRST_KEY: "ran"}
+        expected = {"_limits": rt.config.to_limits_dict(), **vars, FIRST_KEY: "ran"}
         expected.pop(TOUCHED_KEY, None)
         if TOUCHED_KEY in vars:
             expected[TOUCHED_KEY] = vars[TOUCHED_KEY]
@@ -798,8 +803,8 @@ async def test_malformed_plans_never_take_the_scheduler_down(
             state = await healthy(sr.runtime, run_id)
             assert state.status is RunStatus.FAILED, name
             assert fragment in (state.error or ""), (name, (state.error or "")[:300])
-        assert sr.scheduler.running
-        assert sr.stats.errors == 0
+        assert sr.scheduler.is_running
+        assert sr.stats.errors == []
         assert sr.stats.runs_failed == len(BAD_PLANS)  # each failed once, none was retried
         good_id = await sr.start(workflow=good)
         await eventually(

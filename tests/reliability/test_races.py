@@ -33,6 +33,7 @@ from abstractruntime import (
 )
 from abstractruntime.storage import SqlStore
 from tests.helpers import eventually
+from tests.helpers.state import own_vars
 from tests.reliability.race_child import RACE
 from tests.workflows import waiter
 
@@ -160,7 +161,7 @@ async def test_a_resume_that_landed_is_not_reported_as_lost(store_factory: Any) 
 
     async def after(run: RunState, ctx: Any) -> StepPlan:
         await gate.wait()
-        return StepPlan(node_id="done", complete_output=run.vars)
+        return StepPlan(node_id="done", complete_output=own_vars(run))
 
     wf = waiter("evt:landed")
     wf.nodes["done"] = after

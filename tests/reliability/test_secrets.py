@@ -162,12 +162,12 @@ async def scheduler_survives(what: str, url: str, caplog: pytest.LogCaptureFixtu
 
     try:
         await eventually(
-            lambda: sr.stats.errors >= 2, f"{what}: the poll loop did not retry", timeout=20
+            lambda: len(sr.stats.errors) >= 2, f"{what}: the poll loop did not retry", timeout=20
         )
         await eventually(
             lambda: listen_failures() >= 2, f"{what}: the LISTEN loop did not retry", timeout=20
         )
-        assert sr.scheduler.running
+        assert sr.scheduler.is_running
     finally:
         await sr.stop()
 

@@ -6,8 +6,9 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from .serde import utc_now
 
@@ -39,6 +40,19 @@ class RuntimeConfig:
             an effect over it fails its step; ``resume`` refuses such a payload.
         max_record_bytes: the largest ledger record (its JSON: the effect, its result, the
             error...): a step whose record is larger fails, naming this limit.
+
+    The original's resource limits, copied into each new run's ``vars["_limits"]`` by
+    ``start`` (see ``to_limits_dict``) and checked by ``Runtime.check_limits``; the runtime
+    warns, the workflow decides:
+
+        max_iterations: iterations an agent loop may make (default 25).
+        warn_iterations_pct: the percentage of ``max_iterations`` that warns (default 80).
+        max_tokens: the context window (None: ``model_capabilities["max_tokens"]``, else
+            32768).
+        max_output_tokens: the largest LLM answer (None: the provider's default).
+        warn_tokens_pct: the percentage of ``max_tokens`` that warns (default 80).
+        max_history_messages: messages of history sent to the LLM (-1: all).
+        model_capabilities: what the LLM client reports (``get_model_capabilities()``).
     """
 
     max_steps: int = 100
@@ -50,6 +64,13 @@ class RuntimeConfig:
     max_state_bytes: int = 16 * 1024 * 1024
     max_payload_bytes: int = 8 * 1024 * 1024
     max_record_bytes: int = 16 * 1024 * 1024
+    max_iterations: int = 25
+    warn_iterations_pct: int = 80
+    max_tokens: int | None = None
+    max_output_tokens: int | None = None
+    warn_tokens_pct: int = 80
+    max_history_messages: int = -1
+    model_capabilities: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.lease_s <= 0:
@@ -64,3 +85,20 @@ class RuntimeConfig:
             raise ValueError(
                 "max_state_bytes, max_payload_bytes and max_record_bytes must be at least 1024"
             )
+
+    def to_limits_dict(self) -> dict[str, Any]:
+        """The ``vars["_limits"]`` of a new run."""
+        return {
+            "max_iterations": self.max_iterations,
+            "current_iteration": 0,
+            "max_tokens": self.max_tokens or self.model_capabilities.get("max_tokens", 32768),
+            "max_output_tokens": self.max_output_tokens,
+            "estimated_tokens_used": 0,
+            "max_history_messages": self.max_history_messages,
+            "warn_iterations_pct": self.warn_iterations_pct,
+            "warn_tokens_pct": self.warn_tokens_pct,
+        }
+
+    def with_capabilities(self, capabilities: dict[str, Any]) -> RuntimeConfig:
+        """A copy of this config with ``model_capabilities`` replaced."""
+        return replace(self, model_capabilities=dict(capabilities))

@@ -1,17 +1,20 @@
 """Effect outcomes and the built-in effect handlers (pure: they decide, they do no I/O).
 
 An effect handler is ``async def h(run, effect, default_next_node) -> EffectOutcome`` (a plain
-``def`` too). ``default_next_node`` is the plan's ``next_node``; a waiting outcome resumes there
-unless the effect payload names ``resume_to_node``.
+``def`` too; the original's ``h(run, effect)`` is accepted by its signature).
+``default_next_node`` is the plan's ``next_node``; a waiting outcome resumes there unless the
+effect payload names ``resume_to_node``.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from ..errors import InvalidArgumentError
 from . import waitkeys
 from .models import Effect, EffectType, RunState, WaitReason, WaitState
 from .serde import iso, to_utc
@@ -44,6 +47,28 @@ class EffectOutcome:
 
 
 EffectHandler = Callable[[RunState, Effect, str | None], EffectOutcome | Awaitable[EffectOutcome]]
+
+
+def accepting_next_node(handler: Callable[..., Any]) -> EffectHandler:
+    """``handler`` as a three-argument effect handler: the original's two-argument handlers
+    ``(run, effect)`` are wrapped (by their signature) so they keep working."""
+    if not callable(handler):
+        raise InvalidArgumentError(f"effect handler {handler!r} is not callable")
+    try:
+        parameters = inspect.signature(handler).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: assume ours
+        return handler
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters) or len(positional) != 2:
+        return handler
+
+    def two_arguments(
+        run: RunState, effect: Effect, default_next_node: str | None
+    ) -> EffectOutcome | Awaitable[EffectOutcome]:
+        result: EffectOutcome | Awaitable[EffectOutcome] = handler(run, effect)
+        return result
+
+    return two_arguments
 
 
 def _resume_target(effect: Effect, default_next_node: str | None) -> str | None:

@@ -46,6 +46,7 @@ from .models import (
 from .serde import encode, iso
 from .snapshot import Snapshot
 from .spec import WorkflowSpec
+from .vars import LIMITS
 
 #: Key of ``WaitState.details`` that marks a wait as the backoff before an effect's next attempt.
 RETRY = "retry"
@@ -76,16 +77,21 @@ def new_run(
     actor_id: str | None = None,
     session_id: str | None = None,
     parent_run_id: str | None = None,
+    limits: Mapping[str, Any] | None = None,
 ) -> RunState:
-    """A run at the workflow's entry node, ``running``."""
+    """A run at the workflow's entry node, ``running``; ``limits`` become its
+    ``vars["_limits"]`` unless ``vars`` has them."""
     if vars is not None and not isinstance(vars, Mapping):
         raise TypeError(f"vars must be a dict, got {type(vars).__name__}")
+    vars = dict(vars or {})
+    if limits is not None and LIMITS not in vars:
+        vars[LIMITS] = dict(limits)
     return RunState(
         run_id=run_id or uuid.uuid4().hex,
         workflow_id=workflow.workflow_id,
         status=RunStatus.RUNNING,
         current_node=workflow.entry_node,
-        vars=dict(vars or {}),
+        vars=vars,
         created_at=now,
         updated_at=now,
         actor_id=actor_id,
@@ -337,6 +343,18 @@ def cancel(state: RunState, reason: str | None, now: datetime) -> Transition | N
     state.error = reason or "cancelled"
     state.waiting = None
     state.updated_at = now
+    return Transition(state, record)
+
+
+def set_vars(
+    state: RunState, vars: dict[str, Any], note: dict[str, Any], now: datetime
+) -> Transition:
+    """An operator's change of the run's vars (``update_limits``), noted in the ledger; the
+    run stays where it is."""
+    state.vars = vars
+    state.updated_at = now
+    record = new_record(state, now, StepStatus.COMPLETED)
+    record.result = note
     return Transition(state, record)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,7 +36,7 @@ from .kernel import due_at
 from .ledger import chain_records
 from .models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
 from .ports import LedgerHead, RunHandle
-from .serde import canonical_json, decode, encode, utc_now
+from .serde import canonical_json, decode, encode, to_utc, utc_now
 from .snapshot import Snapshot
 
 
@@ -63,6 +63,12 @@ class _StoredRun:
         """A live lease, whoever holds it (claims are not re-entrant)."""
         return self.lease_expires_at is not None and self.lease_expires_at > now
 
+    def due_key(self) -> datetime:
+        """When the run's ``wait_until`` is over (for ordering runs waiting until a time)."""
+        waiting = self.state.waiting
+        assert waiting is not None and waiting.until is not None
+        return waiting.until
+
     def handle(self, owner: str | None = None) -> RunHandle:
         return RunHandle(
             state=RunState.from_dict(decode(self.state_json)),
@@ -74,27 +80,131 @@ class _StoredRun:
         )
 
 
+def _due_by(state: RunState, time: datetime) -> bool:
+    """Whether the run waits until a time at or before ``time``."""
+    waiting = state.waiting
+    return (
+        state.status is RunStatus.WAITING
+        and waiting is not None
+        and waiting.reason is WaitReason.UNTIL
+        and waiting.until is not None
+        and waiting.until <= time
+    )
+
+
+def _select(
+    stored_runs: Iterable[_StoredRun],
+    *,
+    status: RunStatus | None = None,
+    workflow_id: str | None = None,
+    wait_reason: WaitReason | None = None,
+    wait_key: str | None = None,
+    parent_run_id: str | None = None,
+    due_by: datetime | None = None,
+    limit: int | None,
+) -> list[RunState]:
+    """Copies of the runs passing every given filter, most recently updated first (with
+    ``due_by``: earliest ``until`` first)."""
+    found = []
+    for stored in stored_runs:
+        state, waiting = stored.state, stored.state.waiting
+        if (
+            (status is None or state.status is RunStatus(status))
+            and (workflow_id is None or state.workflow_id == workflow_id)
+            and (parent_run_id is None or state.parent_run_id == parent_run_id)
+            and (wait_reason is None or (waiting and waiting.reason is WaitReason(wait_reason)))
+            and (wait_key is None or (waiting and waiting.wait_key == wait_key))
+            and (due_by is None or _due_by(state, due_by))
+        ):
+            found.append(stored)
+    if due_by is not None:
+        found.sort(key=lambda s: (s.due_key(), s.state.run_id))
+    else:
+        found.sort(key=lambda s: s.state.updated_at, reverse=True)
+    return [s.handle().state for s in (found if limit is None else found[: max(limit, 0)])]
+
+
 class InMemoryRunStore:
-    """Run states kept in this process's memory."""
+    """Run states kept in this process's memory (the original's ``RunStore`` and
+    ``QueryableRunStore``); a ``Runtime`` made with it keeps its runs here.
+
+    ``save`` writes a state directly, outside any step: it is meant for tools and tests (a
+    runtime driving the run then finds a newer version and drops the run).
+    """
 
     def __init__(self) -> None:
         self._runs: dict[str, _StoredRun] = {}
 
+    async def save(self, run: RunState) -> None:
+        """Insert or replace the run's state."""
+        state_json = encode(run.to_dict(), root="run")
+        copy = RunState.from_dict(decode(state_json))
+        stored = self._runs.get(run.run_id)
+        if stored is None:
+            self._runs[run.run_id] = _StoredRun(
+                state_json, copy, 0, 0, None, due_at(copy, utc_now())
+            )
+            return
+        stored.state_json, stored.state = state_json, copy
+        stored.version += 1
+        if stored.lease_owner is None:
+            stored.due_at = due_at(copy, utc_now())
+
     async def load(self, run_id: str) -> RunState | None:
+        """The run's state, or None when unknown."""
         stored = self._runs.get(run_id)
         return None if stored is None else RunState.from_dict(decode(stored.state_json))
 
-    async def list_runs(self) -> list[RunState]:
-        return [RunState.from_dict(decode(s.state_json)) for s in self._runs.values()]
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        wait_reason: WaitReason | None = None,
+        workflow_id: str | None = None,
+        limit: int = 100,
+    ) -> builtins.list[RunState]:
+        """Runs passing every given filter, most recently updated first."""
+        return _select(
+            self._runs.values(),
+            status=status,
+            wait_reason=wait_reason,
+            workflow_id=workflow_id,
+            limit=limit,
+        )
+
+    async def list_due_wait_until(
+        self, *, now_iso: str | datetime, limit: int = 100
+    ) -> builtins.list[RunState]:
+        """Runs waiting until a time at or before ``now_iso``, earliest first."""
+        return _select(self._runs.values(), due_by=to_utc(now_iso), limit=limit)
+
+    async def list_children(
+        self, *, parent_run_id: str, status: RunStatus | None = None
+    ) -> builtins.list[RunState]:
+        """The runs whose ``parent_run_id`` is this one (oldest first)."""
+        children = _select(
+            self._runs.values(), parent_run_id=parent_run_id, status=status, limit=None
+        )
+        return sorted(children, key=lambda state: (state.created_at, state.run_id))
 
 
 class InMemoryLedgerStore:
-    """Ledger records kept in this process's memory."""
+    """Ledger records kept in this process's memory (the original's ``LedgerStore``).
+
+    A runtime appends a step's records together with its state, hash-chained. ``append``
+    adds a record as it is (``HashChainedLedgerStore`` chains it), outside any step.
+    """
 
     def __init__(self) -> None:
-        self._records: dict[str, list[str]] = {}
+        self._records: dict[str, builtins.list[str]] = {}
 
-    async def list(self, run_id: str) -> list[dict[str, Any]]:
+    async def append(self, record: StepRecord) -> None:
+        """Add ``record`` at the end of its run's ledger."""
+        text = encode(record.to_dict(), root="record")
+        self._records.setdefault(record.run_id, []).append(text)
+
+    async def list(self, run_id: str) -> builtins.list[dict[str, Any]]:
+        """The run's records, oldest first (empty for an unknown run)."""
         return [decode(text) for text in self._records.get(run_id, [])]
 
 
@@ -383,20 +493,18 @@ class MemoryStore:
         wait_key: str | None = None,
         parent_run_id: str | None = None,
         limit: int = 100,
+        due_by: datetime | None = None,
     ) -> list[RunState]:
-        found = []
-        for stored in self.run_store._runs.values():
-            state, waiting = stored.state, stored.state.waiting
-            if (
-                (status is None or state.status is RunStatus(status))
-                and (workflow_id is None or state.workflow_id == workflow_id)
-                and (parent_run_id is None or state.parent_run_id == parent_run_id)
-                and (wait_reason is None or (waiting and waiting.reason is WaitReason(wait_reason)))
-                and (wait_key is None or (waiting and waiting.wait_key == wait_key))
-            ):
-                found.append(stored)
-        found.sort(key=lambda s: s.state.updated_at, reverse=True)
-        return [s.handle().state for s in found[:limit]]
+        return _select(
+            self.run_store._runs.values(),
+            status=status,
+            workflow_id=workflow_id,
+            wait_reason=wait_reason,
+            wait_key=wait_key,
+            parent_run_id=parent_run_id,
+            due_by=due_by,
+            limit=limit,
+        )
 
     async def find_effect(self, run_id: str, idempotency_key: str) -> dict[str, Any] | None:
         for text in reversed(self.ledger_store._records.get(run_id, [])):

@@ -7,6 +7,7 @@ Enum values are the lower-case strings of the API contract.
 from __future__ import annotations
 
 import enum
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -188,6 +189,30 @@ class RunState:
         self.created_at = to_utc(self.created_at)
         self.updated_at = to_utc(self.updated_at)
 
+    @classmethod
+    def new(
+        cls,
+        *,
+        workflow_id: str,
+        entry_node: str,
+        actor_id: str | None = None,
+        session_id: str | None = None,
+        vars: dict[str, Any] | None = None,
+        parent_run_id: str | None = None,
+    ) -> RunState:
+        """A ``running`` run at ``entry_node`` with a new id (``Runtime.start`` also fills
+        ``vars["_limits"]``; this does not)."""
+        return cls(
+            run_id=uuid.uuid4().hex,
+            workflow_id=workflow_id,
+            status=RunStatus.RUNNING,
+            current_node=entry_node,
+            vars=vars or {},
+            actor_id=actor_id,
+            session_id=session_id,
+            parent_run_id=parent_run_id,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
@@ -251,6 +276,46 @@ class StepRecord:
         self.started_at = to_utc(self.started_at)
         self.ended_at = _opt_time(self.ended_at)
 
+    @classmethod
+    def start(
+        cls,
+        *,
+        run: RunState,
+        node_id: str,
+        effect: Effect | None,
+        attempt: int = 1,
+        idempotency_key: str | None = None,
+    ) -> StepRecord:
+        """A ``started`` record of a step of ``run`` at ``node_id`` (finish it with a
+        ``finish_*`` method)."""
+        return cls(
+            run_id=run.run_id,
+            step_id=uuid.uuid4().hex,
+            node_id=node_id,
+            status=StepStatus.STARTED,
+            effect=effect.to_dict() if effect else None,
+            actor_id=run.actor_id,
+            session_id=run.session_id,
+            attempt=attempt,
+            idempotency_key=idempotency_key,
+        )
+
+    def finish_success(self, result: dict[str, Any] | None = None) -> StepRecord:
+        """Mark it ``completed`` with ``result``; returns itself."""
+        self.status, self.result, self.ended_at = StepStatus.COMPLETED, result, utc_now()
+        return self
+
+    def finish_waiting(self, wait_state: WaitState) -> StepRecord:
+        """Mark it ``waiting``, its result holding the wait (``{"wait": {...}}``)."""
+        self.status, self.ended_at = StepStatus.WAITING, utc_now()
+        self.result = {"wait": wait_state.to_dict()}
+        return self
+
+    def finish_failure(self, error: str) -> StepRecord:
+        """Mark it ``failed`` with ``error``; returns itself."""
+        self.status, self.error, self.ended_at = StepStatus.FAILED, error, utc_now()
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
@@ -278,3 +343,23 @@ class StepRecord:
 
 
 _STEP_RECORD_FIELDS = tuple(StepRecord.__dataclass_fields__)
+
+
+@dataclass
+class LimitWarning:
+    """A run's resource limit at its warning threshold (``status="warning"``) or over it
+    (``"exceeded"``), from ``Runtime.check_limits``.
+
+    ``limit_type`` is ``"iterations"`` or ``"tokens"``; ``pct`` is computed from ``current``
+    and ``maximum``.
+    """
+
+    limit_type: str
+    status: str
+    current: int
+    maximum: int
+    pct: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.maximum > 0:
+            self.pct = round(self.current / self.maximum * 100, 1)

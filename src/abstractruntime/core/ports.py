@@ -240,8 +240,13 @@ class Store(Protocol):
         wait_key: str | None = None,
         parent_run_id: str | None = None,
         limit: int = 100,
+        due_by: datetime | None = None,
     ) -> list[RunState]:
-        """Runs matching every given filter, most recently updated first."""
+        """Runs matching every given filter, most recently updated first.
+
+        ``due_by``: only runs waiting until a time at or before it (``wait_until``), earliest
+        first.
+        """
         ...
 
     async def listen(self, callback: Callable[[], None]) -> Callable[[], Awaitable[None]]:

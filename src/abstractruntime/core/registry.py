@@ -16,26 +16,45 @@ class WorkflowRegistry:
             self.register(workflow)
 
     def register(self, workflow: WorkflowSpec) -> WorkflowSpec:
-        """Add ``workflow``; registering another spec under a taken id is a ``ValueError``."""
+        """Add ``workflow``; returns it.
+
+        Raises ``ValueError`` when its id is taken, even by the same spec (as the original
+        did): ``unregister`` first to replace one.
+        """
         if not isinstance(workflow, WorkflowSpec):
             raise TypeError(f"expected a WorkflowSpec, got {type(workflow).__name__}")
-        existing = self._workflows.get(workflow.workflow_id)
-        if existing is not None and existing is not workflow:
-            raise ValueError(f"workflow {workflow.workflow_id!r} is already registered")
+        if workflow.workflow_id in self._workflows:
+            raise ValueError(
+                f"workflow {workflow.workflow_id!r} is already registered; "
+                "unregister() it first to replace it"
+            )
         self._workflows[workflow.workflow_id] = workflow
         return workflow
 
+    def unregister(self, workflow_id: str) -> None:
+        """Remove a workflow; ``KeyError`` when it is not registered."""
+        if workflow_id not in self._workflows:
+            raise KeyError(f"workflow {workflow_id!r} is not registered")
+        del self._workflows[workflow_id]
+
     def get(self, workflow_id: str) -> WorkflowSpec | None:
+        """The workflow, or None."""
         return self._workflows.get(workflow_id)
 
-    def require(self, workflow_id: str) -> WorkflowSpec:
+    def get_or_raise(self, workflow_id: str) -> WorkflowSpec:
+        """The workflow; a ``KeyError`` naming the registered ones when unknown."""
         workflow = self._workflows.get(workflow_id)
         if workflow is None:
             known = ", ".join(sorted(self._workflows)) or "none"
             raise KeyError(f"workflow {workflow_id!r} is not registered (registered: {known})")
         return workflow
 
+    def list_ids(self) -> list[str]:
+        """The registered ids, in registration order."""
+        return list(self._workflows)
+
     def ids(self) -> list[str]:
+        """The registered ids, sorted."""
         return sorted(self._workflows)
 
     def __contains__(self, workflow_id: object) -> bool:

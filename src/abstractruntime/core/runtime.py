@@ -23,6 +23,7 @@ from typing import Any
 
 from ..errors import (
     ConcurrentUpdateError,
+    InvalidArgumentError,
     RunLeasedError,
     RunNotWaitingError,
     SerializationError,
@@ -30,18 +31,19 @@ from ..errors import (
     StoreError,
     WaitKeyMismatchError,
 )
-from . import machine, subworkflows
+from . import limits, machine, subworkflows
 from .config import RuntimeConfig
 from .context import StepContext
 from .crashpoints import crash_point
 from .due import DueListeners
-from .effects import EffectHandler, builtin_handlers
+from .effects import EffectHandler, accepting_next_node, builtin_handlers
 from .kernel import check_plan, due_at, encode_state
 from .leases import Leases
 from .machine import Failure, Transition
 from .memory import MemoryStore
 from .models import (
     EffectType,
+    LimitWarning,
     RunState,
     RunStatus,
     StepPlan,
@@ -55,6 +57,7 @@ from .registry import WorkflowRegistry
 from .serde import decode
 from .snapshot import Snapshot
 from .spec import WorkflowSpec
+from .views import StoreLedgerView, StoreRunView
 
 
 @dataclass
@@ -98,6 +101,7 @@ class Runtime:
         store: Store | None = None,
         effect_handlers: Mapping[EffectType, EffectHandler] | None = None,
         workflow_registry: WorkflowRegistry | Iterable[WorkflowSpec] | None = None,
+        artifact_store: Any = None,
         effect_policy: EffectPolicy | None = None,
         config: RuntimeConfig | None = None,
         context: Any = None,
@@ -105,32 +109,78 @@ class Runtime:
         if store is not None and (run_store is not None or ledger_store is not None):
             raise ValueError("pass either store= or run_store=/ledger_store=, not both")
         if store is None:
-            store = MemoryStore(run_store, ledger_store)
+            store = MemoryStore(run_store, ledger_store, artifact_store=artifact_store)
         self.store: Store = store
-        self.config = config or RuntimeConfig()
+        self._config = config or RuntimeConfig()
         self.context = context
-        if not isinstance(workflow_registry, WorkflowRegistry):
-            workflow_registry = WorkflowRegistry(workflow_registry or ())
-        #: Workflows this runtime can find by id (subworkflows, runs claimed by a scheduler).
-        self.workflow_registry = workflow_registry
-        if effect_policy is None:
-            effect_policy = DefaultEffectPolicy()
-        elif not isinstance(effect_policy, EffectPolicy):
-            raise TypeError(
-                f"effect_policy must have max_attempts, backoff_seconds and idempotency_key "
-                f"(e.g. RetryPolicy()), got {type(effect_policy).__name__}"
-            )
-        #: Attempts, backoff and idempotency keys of effects (default: one attempt each).
-        self.effect_policy: EffectPolicy = effect_policy
-        self._handlers: dict[EffectType, EffectHandler] = builtin_handlers(self.config.clock)
+        self._artifact_store = artifact_store
+        self.set_workflow_registry(workflow_registry)
+        self.set_effect_policy(effect_policy)
+        self._handlers: dict[EffectType, EffectHandler] = builtin_handlers(self._config.clock)
         for effect_type, handler in (effect_handlers or {}).items():
-            self._handlers[EffectType(effect_type)] = handler
+            self._handlers[EffectType(effect_type)] = accepting_next_node(handler)
         #: The runs this runtime holds a lease on, and their heartbeat.
-        self.leases = Leases(store, self.config)
+        self.leases = Leases(store, self._config)
         self._due = DueListeners()
         #: Closed by ``aclose``: what a factory (``create_remote_runtime``...) made for this
         #: runtime alone, such as its store or its HTTP client.
         self.owned_resources: list[Callable[[], Awaitable[None]]] = []
+
+    # -- what the runtime is made of (the original's accessors) -------------------------------
+
+    @property
+    def config(self) -> RuntimeConfig:
+        """The runtime's configuration."""
+        return self._config
+
+    @property
+    def run_store(self) -> Any:
+        """The runs, with the original's ``RunStore`` / ``QueryableRunStore`` methods: the
+        ``run_store`` given to the constructor, else a view of ``store``."""
+        return getattr(self.store, "run_store", None) or StoreRunView(self.store)
+
+    @property
+    def ledger_store(self) -> Any:
+        """The ledgers, with the original's ``LedgerStore`` methods (see ``run_store``)."""
+        return getattr(self.store, "ledger_store", None) or StoreLedgerView(self.store)
+
+    @property
+    def artifact_store(self) -> Any:
+        """The artifact store: the one given or set, else the store's own (``store.artifacts``)."""
+        return self._artifact_store if self._artifact_store is not None else self.store.artifacts
+
+    def set_artifact_store(self, store: Any) -> None:
+        """Use ``store`` for artifacts from now on (``artifact_store``)."""
+        self._artifact_store = store
+
+    @property
+    def workflow_registry(self) -> WorkflowRegistry:
+        """Workflows this runtime can find by id (subworkflows, runs claimed by a scheduler)."""
+        return self._workflow_registry
+
+    def set_workflow_registry(
+        self, registry: WorkflowRegistry | Iterable[WorkflowSpec] | None
+    ) -> None:
+        """Find workflows in ``registry`` from now on (a list of specs is made a registry)."""
+        if not isinstance(registry, WorkflowRegistry):
+            registry = WorkflowRegistry(registry or ())
+        self._workflow_registry = registry
+
+    @property
+    def effect_policy(self) -> EffectPolicy:
+        """Attempts, backoff and idempotency keys of effects (default: one attempt each)."""
+        return self._effect_policy
+
+    def set_effect_policy(self, policy: EffectPolicy | None) -> None:
+        """Use ``policy`` for the effects performed from now on (None: the default)."""
+        if policy is None:
+            policy = DefaultEffectPolicy()
+        elif not isinstance(policy, EffectPolicy):
+            raise TypeError(
+                f"effect_policy must have max_attempts, backoff_seconds and idempotency_key "
+                f"(e.g. RetryPolicy()), got {type(policy).__name__}"
+            )
+        self._effect_policy: EffectPolicy = policy
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -158,6 +208,7 @@ class Runtime:
             actor_id=actor_id,
             session_id=session_id,
             parent_run_id=parent_run_id,
+            limits=self.config.to_limits_dict(),
         )
         await self.store.create_run(state, self.encode(state))
         self._due.announce()
@@ -185,8 +236,9 @@ class Runtime:
         """Deliver ``payload`` to a waiting run and continue it at its ``resume_to_node``.
 
         Raises ``WaitKeyMismatchError`` (a ``ValueError``) when ``wait_key`` is not the key the
-        run waits on, ``RunNotWaitingError`` when it does not wait (e.g. another caller resumed
-        it first) and ``RunLeasedError`` while another worker holds it.
+        run waits on (``wait_key=None`` skips that check, as in the original),
+        ``RunNotWaitingError`` when it does not wait (e.g. another caller resumed it first) and
+        ``RunLeasedError`` while another worker holds it.
         """
         if payload is None:
             payload = {}
@@ -203,7 +255,7 @@ class Runtime:
                 raise RunNotWaitingError(
                     f"run {run_id!r} is {state.status.value}, not waiting; nothing to resume"
                 )
-            if waiting.wait_key != wait_key:
+            if wait_key is not None and waiting.wait_key != wait_key:
                 raise WaitKeyMismatchError(
                     f"run {run_id!r} waits on {waiting.wait_key!r}, not {wait_key!r}"
                 )
@@ -230,7 +282,14 @@ class Runtime:
     ) -> tuple[str, RunState]:
         """``start`` then ``tick`` in this process: returns the run id and where it stopped."""
         now = self.config.clock()
-        state = machine.new_run(workflow, vars, now=now, actor_id=actor_id, session_id=session_id)
+        state = machine.new_run(
+            workflow,
+            vars,
+            now=now,
+            actor_id=actor_id,
+            session_id=session_id,
+            limits=self.config.to_limits_dict(),
+        )
         # Created already claimed by us, so no worker can snatch it between start and tick.
         handle = self.leases.track(
             await self.store.create_run(
@@ -257,6 +316,37 @@ class Runtime:
     async def get_ledger(self, run_id: str) -> list[dict[str, Any]]:
         """The run's ledger records as dicts, oldest first."""
         return await self.store.get_ledger(run_id)
+
+    async def get_limit_status(self, run_id: str) -> dict[str, Any]:
+        """Iterations, tokens and history of the run against its ``vars["_limits"]``:
+        ``{"iterations": {"current", "max", "pct", "warning"}, "tokens": {"estimated_used",
+        "max", "pct", "warning"}, "history": {"max_messages"}}``."""
+        return limits.status(await self.get_state(run_id))
+
+    def check_limits(self, run: RunState) -> list[LimitWarning]:
+        """A ``LimitWarning`` per limit of ``run`` at its warning threshold or over it. The
+        runtime warns; the workflow decides what to do."""
+        return limits.warnings(run)
+
+    async def update_limits(self, run_id: str, updates: Mapping[str, Any]) -> None:
+        """Change the run's limits (``max_tokens``, ``max_iterations``, ``current_iteration``,
+        ... ; other keys are ignored, as in the original).
+
+        Committed with a ledger record noting the change. ``RunLeasedError`` while a worker
+        drives the run (try again once it waits), ``RunNotFoundError`` for an unknown run.
+        """
+        if not isinstance(updates, Mapping):
+            raise InvalidArgumentError(
+                f"limit updates must be a dict, got {type(updates).__name__}"
+            )
+        note = {"limits_updated": {k: v for k, v in updates.items() if k in limits.UPDATABLE}}
+        held = _Held(await self._claim(run_id))
+        try:
+            state = held.state
+            vars = limits.updated(state, updates)
+            await self._commit_as_is(held, machine.set_vars(state, vars, note, self.config.clock()))
+        finally:
+            await self._release(held.handle)
 
     async def restore_snapshot(self, snapshot_id: str) -> RunState:
         """Make a snapshot's state the current state of its run (``snapshot.run_id``).

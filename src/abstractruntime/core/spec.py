@@ -47,3 +47,8 @@ class WorkflowSpec:
                 f"workflow {self.workflow_id!r} has no node {node_id!r} "
                 f"(nodes: {', '.join(sorted(self.nodes))})"
             ) from None
+
+    def is_terminal(self, node_id: str) -> bool:
+        """Always False, as in the original: a run ends when a node returns
+        ``StepPlan(complete_output=...)``, not at a node of a special kind."""
+        return False

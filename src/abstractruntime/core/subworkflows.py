@@ -59,6 +59,7 @@ async def start(rt: Runtime, handle: RunHandle, effect: Effect) -> EffectOutcome
         actor_id=parent.actor_id,
         session_id=parent.session_id,
         parent_run_id=parent.run_id,
+        limits=rt.config.to_limits_dict(),
     )
     lease = None if run_async else (rt.config.owner, rt.leases.until())
     try:
@@ -67,13 +68,13 @@ async def start(rt: Runtime, handle: RunHandle, effect: Effect) -> EffectOutcome
         )
     except RunExistsError:  # this step ran before and died before committing: same child
         if run_async:
-            return EffectOutcome.completed({"sub_run_id": child_id})
+            return EffectOutcome.completed({"sub_run_id": child_id, "async": True})
         try:
             child_handle = await rt._claim(child_id)
         except RunLeasedError:
             child_handle = await rt.store.load_run(child_id)
     if run_async:
-        return EffectOutcome.completed({"sub_run_id": child_id})
+        return EffectOutcome.completed({"sub_run_id": child_id, "async": True})
     if child_handle.owner is not None:
         child_handle = await rt._drive(child_wf, child_handle, None)
     result = machine.subworkflow_result(child_handle.state)
@@ -81,11 +82,22 @@ async def start(rt: Runtime, handle: RunHandle, effect: Effect) -> EffectOutcome
         return EffectOutcome.completed(result)
     if isinstance(result, str):
         return EffectOutcome.failed(result)
+    child_waiting = child_handle.state.waiting
     return EffectOutcome.waiting(
         WaitState(
             reason=WaitReason.SUBWORKFLOW,
             wait_key=waitkeys.subworkflow_key(child_id),
-            details={"sub_run_id": child_id, "workflow_id": workflow_id},
+            details={
+                "sub_run_id": child_id,
+                "workflow_id": workflow_id,
+                # The original's names; ``sub_waiting`` is what the child waited on when the
+                # parent parked (it may have moved on since: read the child for its wait now).
+                "sub_workflow_id": workflow_id,
+                "sub_waiting": {
+                    "reason": child_waiting.reason.value if child_waiting else None,
+                    "wait_key": child_waiting.wait_key if child_waiting else None,
+                },
+            },
         )
     )
 

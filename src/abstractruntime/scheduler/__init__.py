@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from ..core.registry import WorkflowRegistry
 from .scheduled import ScheduledRuntime, create_scheduled_runtime
 from .scheduler import Scheduler, SchedulerStats
 
-__all__ = ["ScheduledRuntime", "Scheduler", "SchedulerStats", "create_scheduled_runtime"]
+__all__ = [
+    "ScheduledRuntime",
+    "Scheduler",
+    "SchedulerStats",
+    "WorkflowRegistry",
+    "create_scheduled_runtime",
+]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -20,9 +20,6 @@ from ..errors import (
     WaitKeyMismatchError,
 )
 from .scheduler import Scheduler, SchedulerStats, Wait
-
-#: Children cancelled per parent by cancel_with_children.
-_MAX_CHILDREN = 10_000
 
 #: Losing a race for a run is not an error for emit_event: someone else resumed it.
 _LOST_RACE = (RunNotWaitingError, WaitKeyMismatchError, RunLeasedError, ConcurrentUpdateError)
@@ -49,7 +46,7 @@ class ScheduledRuntime:
         return self.scheduler.stats
 
     def _workflow(self, workflow_id: str) -> WorkflowSpec:
-        return self.registry.require(workflow_id)
+        return self.registry.get_or_raise(workflow_id)
 
     def _register(self, workflow: WorkflowSpec) -> WorkflowSpec:
         if workflow.workflow_id not in self.registry:
@@ -84,33 +81,26 @@ class ScheduledRuntime:
     async def cancel_run(self, run_id: str, reason: str | None = None) -> RunState:
         return await self.runtime.cancel_run(run_id, reason)
 
-    async def cancel_with_children(self, run_id: str, reason: str | None = None) -> RunState:
-        """Cancel the run and every run below it (children, grandchildren, ...)."""
-        state = await self.runtime.cancel_run(run_id, reason)
-        pending = [run_id]
-        while pending:
-            parent = pending.pop()
-            for child in await self.store.list_runs(parent_run_id=parent, limit=_MAX_CHILDREN):
-                pending.append(child.run_id)
-                if not child.status.is_terminal:
-                    await self.runtime.cancel_run(
-                        child.run_id, reason or f"parent run {run_id} was cancelled"
-                    )
-        return state
+    async def cancel_with_children(self, run_id: str, reason: str | None = None) -> list[RunState]:
+        """Cancel the run and every unfinished run below it; returns the cancelled states."""
+        return await self.scheduler.cancel_with_children(run_id, reason=reason)
+
+    async def resume_subworkflow_parent(
+        self, *, child_run_id: str, child_output: Mapping[str, Any] | None = None
+    ) -> RunState | None:
+        """See ``Scheduler.resume_subworkflow_parent`` (idempotent; parents resume by
+        themselves)."""
+        return await self.scheduler.resume_subworkflow_parent(
+            child_run_id=child_run_id, child_output=child_output
+        )
 
     # -- events -------------------------------------------------------------------------------
 
     async def resume_event(
-        self, *, run_id: str, wait_key: str, payload: Mapping[str, Any] | None = None
+        self, *, run_id: str, wait_key: str | None, payload: Mapping[str, Any] | None = None
     ) -> RunState:
         """Resume one run waiting on ``wait_key`` (errors as ``Runtime.resume``)."""
-        state = await self.runtime.get_state(run_id)
-        return await self.runtime.resume(
-            workflow=self._workflow(state.workflow_id),
-            run_id=run_id,
-            wait_key=wait_key,
-            payload=payload,
-        )
+        return await self.scheduler.resume_event(run_id=run_id, wait_key=wait_key, payload=payload)
 
     async def respond(self, run_id: str, payload: Mapping[str, Any]) -> RunState:
         """Answer a waiting run (typically ``ask_user``) without knowing its wait key."""
@@ -167,18 +157,26 @@ class ScheduledRuntime:
         limit: int = 100,
     ) -> list[RunState]:
         """Waiting runs (e.g. pending ``ask_user`` prompts), most recently updated first."""
-        return await self.store.list_runs(
-            status=RunStatus.WAITING, wait_reason=wait_reason, workflow_id=workflow_id, limit=limit
+        return await self.scheduler.find_waiting_runs(
+            wait_reason=wait_reason, workflow_id=workflow_id, limit=limit
         )
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    async def start_scheduler(self) -> None:
-        await self.scheduler.start()
+    @property
+    def is_running(self) -> bool:
+        """Whether the scheduler's poll loop runs."""
+        return self.scheduler.is_running
 
-    async def stop(self, *, grace_s: float = 10.0) -> None:
-        """Stop the scheduler (in-flight runs get ``grace_s`` to finish) and close what we own."""
-        await self.scheduler.stop(grace_s=grace_s)
+    async def start_scheduler(self) -> None:
+        """Start the scheduler unless it runs already."""
+        if not self.scheduler.is_running:
+            await self.scheduler.start()
+
+    async def stop(self, timeout: float | None = None, *, grace_s: float = 10.0) -> None:
+        """Stop the scheduler (in-flight runs get ``grace_s``, or ``timeout``, to finish) and
+        close what we own."""
+        await self.scheduler.stop(timeout, grace_s=grace_s)
         await self.runtime.aclose()
         if self._owns_store:
             await self.store.close()
@@ -206,30 +204,40 @@ async def create_scheduled_runtime(
     lease_s: float = 30.0,
     max_concurrency: int = 100,
     *,
+    run_store: Any = None,
+    ledger_store: Any = None,
+    artifact_store: Any = None,
+    on_run_resumed: Callable[[RunState], None] | None = None,
+    on_run_failed: Callable[[str, Exception], None] | None = None,
     config: RuntimeConfig | None = None,
     context: Any = None,
     listen: bool = True,
     wait: Wait | None = None,
 ) -> ScheduledRuntime:
-    """A ``ScheduledRuntime`` on ``store``, on a ``SqlStore(database_url)``, or in memory.
+    """A ``ScheduledRuntime`` on ``store``, on a ``SqlStore(database_url)``, on the original's
+    pair ``run_store=`` / ``ledger_store=``, or in memory.
 
-    With ``auto_start`` the scheduler task starts at once; ``await sr.stop()`` (or
-    ``async with sr:``) stops it. ``listen=False``: no Postgres ``NOTIFY`` wakes the scheduler
-    (it polls); ``wait``: how it sleeps between cycles (see ``Scheduler``; tests pass one on
-    virtual time, ``tests/helpers/clock.py``).
+    ``on_run_resumed`` / ``on_run_failed``: see ``Scheduler``. With ``auto_start`` the
+    scheduler task starts at once; ``await sr.stop()`` (or ``async with sr:``) stops it.
+    ``listen=False``: no Postgres ``NOTIFY`` wakes the scheduler (it polls); ``wait``: how it
+    sleeps between cycles (see ``Scheduler``; tests pass one on virtual time,
+    ``tests/helpers/clock.py``).
     """
-    from ..storage.memory import MemoryStore
     from ..storage.sql import SqlStore
 
-    if database_url is not None and store is not None:
-        raise ValueError("pass database_url= or store=, not both")
+    pair = run_store if run_store is not None else ledger_store
+    if sum(given is not None for given in (database_url, store, pair)) > 1:
+        raise ValueError("pass one of database_url=, store= or run_store=/ledger_store=")
     owns_store = store is None
-    if store is None:
-        store = SqlStore(database_url) if database_url is not None else MemoryStore()
+    if database_url is not None:
+        store = SqlStore(database_url)
     if config is None:
         config = RuntimeConfig(lease_s=lease_s)
     runtime = Runtime(
+        run_store,
+        ledger_store,
         store=store,
+        artifact_store=artifact_store,
         effect_handlers=effect_handlers,
         workflow_registry=workflows if isinstance(workflows, WorkflowRegistry) else None,
         effect_policy=effect_policy,
@@ -242,9 +250,11 @@ async def create_scheduled_runtime(
     scheduler = Scheduler(
         runtime,
         poll_interval_s=poll_interval_s,
+        on_run_resumed=on_run_resumed,
+        on_run_failed=on_run_failed,
         max_concurrency=max_concurrency,
         listen=listen,
-        **({} if wait is None else {"wait": wait}),
+        wait=wait,
     )
     scheduled = ScheduledRuntime(runtime, scheduler, owns_store=owns_store)
     if auto_start:

@@ -12,19 +12,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from ..core.models import RunStatus
+from ..core import subworkflows
+from ..core.models import RunState, RunStatus, WaitReason
 from ..core.ports import RunHandle
+from ..core.registry import WorkflowRegistry
 from ..core.runtime import Runtime
-from ..errors import ConcurrentUpdateError, RunLeasedError
+from ..errors import ConcurrentUpdateError, RunLeasedError, RunNotFoundError
 
 logger = logging.getLogger("abstractruntime.scheduler")
 
 _MIN_SLEEP_S = 0.005
 _MAX_BACKOFF_S = 30.0
+
+#: Children cancelled per parent by cancel_with_children.
+_MAX_CHILDREN = 10_000
 
 #: How the loop sleeps between cycles: ``await wait(event, timeout)`` returns once ``event`` is
 #: set or ``timeout`` seconds have passed, whichever comes first, without raising.
@@ -46,10 +52,14 @@ class SchedulerStats:
     runs_failed: int = 0
     #: Poll cycles run (each is one ``claim_due`` query).
     poll_cycles: int = 0
+    #: When the last poll cycle ran (None before the first).
+    last_poll_at: datetime | None = None
     #: Claims lost to another writer (a run cancelled or taken over meanwhile).
     conflicts: int = 0
-    #: Database errors the loop survived (it backs off and retries).
-    errors: int = 0
+    #: The newest errors the loop survived, as "<time>: <message>" (at most
+    #: ``Scheduler(max_errors_kept=...)``): database errors it retried with backoff, runs
+    #: whose driving crashed.
+    errors: list[str] = field(default_factory=list)
 
 
 class Scheduler:
@@ -57,7 +67,14 @@ class Scheduler:
 
     Args:
         runtime: the ``Runtime`` whose store, registry and lease settings are used.
+        registry: the workflows to drive (default: the runtime's ``workflow_registry``; a
+            registry given here becomes the runtime's, as subworkflows are looked up there).
         poll_interval_s: longest sleep between two claims when nothing wakes it up.
+        max_errors_kept: how many of the newest errors ``stats.errors`` keeps.
+        on_run_resumed: called with the run's state each time the scheduler drove a run until
+            it waited or ended.
+        on_run_failed: called with the run id and the exception when driving a run raised
+            (the run is retried later). Exceptions of both callbacks are logged and ignored.
         max_concurrency: how many runs are driven at once by this scheduler.
         listen: on Postgres, also wake up on ``NOTIFY`` (default True); polling stays on.
         wait: how the loop sleeps until the next due time, the next poll or a backoff's end
@@ -69,21 +86,31 @@ class Scheduler:
     def __init__(
         self,
         runtime: Runtime,
+        registry: WorkflowRegistry | None = None,
         *,
         poll_interval_s: float = 1.0,
+        max_errors_kept: int = 100,
+        on_run_resumed: Callable[[RunState], None] | None = None,
+        on_run_failed: Callable[[str, Exception], None] | None = None,
         max_concurrency: int = 100,
         listen: bool = True,
-        wait: Wait = _wait_on_the_loop,
+        wait: Wait | None = None,
     ) -> None:
         if poll_interval_s <= 0:
             raise ValueError("poll_interval_s must be positive")
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
+        if registry is not None and registry is not runtime.workflow_registry:
+            runtime.set_workflow_registry(registry)
         self.runtime = runtime
+        self.max_errors_kept = max_errors_kept
+        self.on_run_resumed = on_run_resumed
+        self.on_run_failed = on_run_failed
         self.poll_interval_s = poll_interval_s
         self.max_concurrency = max_concurrency
         self.listen = listen
-        self._wait = wait
+        #: How the loop sleeps between cycles (see ``Wait``).
+        self.wait: Wait = wait or _wait_on_the_loop
         self.stats = SchedulerStats()
         self._wake = asyncio.Event()
         self._inflight: dict[str, asyncio.Task[None]] = {}
@@ -93,8 +120,14 @@ class Scheduler:
         self._stopping = False
 
     @property
-    def running(self) -> bool:
+    def is_running(self) -> bool:
+        """Whether the poll loop runs (started and not stopped)."""
         return self._loop_task is not None and not self._loop_task.done()
+
+    @property
+    def registry(self) -> WorkflowRegistry:
+        """The workflows this scheduler drives (the runtime's ``workflow_registry``)."""
+        return self.runtime.workflow_registry
 
     @property
     def inflight(self) -> int:
@@ -105,8 +138,12 @@ class Scheduler:
         self._wake.set()
 
     async def start(self) -> None:
-        if self.running:
-            return
+        """Start the poll loop as a task of the running event loop.
+
+        Raises ``RuntimeError`` when it is already running (as the original did).
+        """
+        if self.is_running:
+            raise RuntimeError("Scheduler is already running")
         self._stopping = False
         # Runs this process leaves due (a new timer, say) re-plan our sleep at once; other
         # processes' changes reach us by NOTIFY on Postgres, or at the next poll.
@@ -115,12 +152,15 @@ class Scheduler:
             self._unlisten = await self.runtime.store.listen(self.wake)
         self._loop_task = asyncio.create_task(self._loop(), name="abstractruntime-scheduler")
 
-    async def stop(self, *, grace_s: float = 10.0) -> None:
-        """Stop claiming; let runs being driven finish for ``grace_s``, then cancel them.
+    async def stop(self, timeout: float | None = None, *, grace_s: float = 10.0) -> None:
+        """Stop claiming; let runs being driven finish for ``grace_s`` (or ``timeout``, the
+        original's name), then cancel them. Stopping a stopped scheduler does nothing.
 
         A cancelled run releases its lease (or, if the process dies first, the lease expires);
         its last committed step stays, and another worker continues from there.
         """
+        if timeout is not None:
+            grace_s = timeout
         self._stopping = True
         self._wake.set()
         if self._loop_task is not None:
@@ -142,13 +182,25 @@ class Scheduler:
             if pending:
                 await asyncio.wait(pending)
 
+    async def poll_once(self) -> int:
+        """One poll cycle, awaited: claim the due runs (timers over, new runs, runs whose
+        worker died, woken parents) and drive each until it waits or ends; returns how many.
+        Meant for tests and manual control; it works with the loop stopped or running."""
+        started = set(self._inflight)
+        claimed = await self.run_once()
+        mine = [task for run_id, task in self._inflight.items() if run_id not in started]
+        if mine:
+            await asyncio.wait(mine)
+        return claimed
+
     async def run_once(self) -> int:
         """One poll cycle: claim due runs and start driving them; returns how many."""
         free = self.max_concurrency - len(self._inflight)
-        if free <= 0:
-            return 0
         runtime = self.runtime
         now = runtime.config.clock()
+        self.stats.last_poll_at = now
+        if free <= 0:
+            return 0
         handles = await runtime.store.claim_due(
             runtime.config.owner,
             now,
@@ -174,13 +226,13 @@ class Scheduler:
                 backoff = 0.0
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                self.stats.errors += 1
+            except Exception as exc:
+                self._record_error(f"poll cycle failed: {exc}")
                 backoff = min(max(backoff * 2, 0.1), _MAX_BACKOFF_S)
                 logger.warning("poll cycle failed; retrying in %.1fs", backoff, exc_info=True)
                 timeout = backoff
             if timeout > 0:
-                await self._wait(self._wake, timeout)
+                await self.wait(self._wake, timeout)
 
     async def _sleep_time(self, claimed: int) -> float:
         if self.max_concurrency - len(self._inflight) <= 0:
@@ -203,14 +255,99 @@ class Scheduler:
             self.stats.runs_resumed += 1
             if handle.state.status is RunStatus.FAILED:
                 self.stats.runs_failed += 1
+            self._callback(self.on_run_resumed, handle.state)
         except (ConcurrentUpdateError, RunLeasedError) as exc:
             self.stats.conflicts += 1
             logger.info("run %s: %s", run_id, exc)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             self.stats.runs_failed += 1
+            self._record_error(f"run {run_id}: {exc}")
             logger.exception("run %s: driving it failed; it will be retried", run_id)
+            self._callback(self.on_run_failed, run_id, exc)
         finally:
             self._inflight.pop(run_id, None)
             self._wake.set()  # a slot is free
+
+    def _callback(self, callback: Callable[..., None] | None, *args: Any) -> None:
+        if callback is None:
+            return
+        try:
+            callback(*args)
+        except Exception:
+            logger.exception("scheduler callback %r raised", callback)
+
+    def _record_error(self, message: str) -> None:
+        errors = self.stats.errors
+        errors.append(f"{self.runtime.config.clock().isoformat()}: {message}")
+        del errors[: max(len(errors) - self.max_errors_kept, 0)]
+
+    # -- resuming runs by hand (the original's Scheduler API) ---------------------------------
+
+    async def resume_event(
+        self, *, run_id: str, wait_key: str | None, payload: Mapping[str, Any] | None = None
+    ) -> RunState:
+        """Resume one run waiting on ``wait_key`` (an event, an ``ask_user`` answer) with
+        ``payload``; errors as ``Runtime.resume``, and ``KeyError`` for a run whose workflow
+        is not registered."""
+        state = await self.runtime.get_state(run_id)
+        return await self.runtime.resume(
+            workflow=self.registry.get_or_raise(state.workflow_id),
+            run_id=run_id,
+            wait_key=wait_key,
+            payload=payload,
+        )
+
+    async def find_waiting_runs(
+        self,
+        *,
+        wait_reason: WaitReason | None = None,
+        workflow_id: str | None = None,
+        limit: int = 100,
+    ) -> list[RunState]:
+        """Waiting runs (e.g. pending ``ask_user`` prompts), most recently updated first."""
+        return await self.runtime.store.list_runs(
+            status=RunStatus.WAITING, wait_reason=wait_reason, workflow_id=workflow_id, limit=limit
+        )
+
+    async def cancel_with_children(
+        self, run_id: str, *, reason: str | None = None
+    ) -> list[RunState]:
+        """Cancel the run and every unfinished run below it (children, grandchildren...);
+        returns the states of the runs this call cancelled, the root first."""
+        cancelled: list[RunState] = []
+        pending = [run_id]
+        while pending:
+            current = pending.pop(0)
+            was = await self.runtime.get_state(current)
+            why = reason if current == run_id else reason or f"parent run {run_id} was cancelled"
+            state = await self.runtime.cancel_run(current, why)
+            if not was.status.is_terminal and state.status is RunStatus.CANCELLED:
+                cancelled.append(state)
+            children = await self.runtime.store.list_runs(
+                parent_run_id=current, limit=_MAX_CHILDREN
+            )
+            # A finished child may still have an unfinished (async) child of its own.
+            pending.extend(child.run_id for child in children)
+        return cancelled
+
+    async def resume_subworkflow_parent(
+        self, *, child_run_id: str, child_output: Mapping[str, Any] | None = None
+    ) -> RunState | None:
+        """Continue the parent of a finished child run, if it waits on that child; returns
+        the parent's state (None when the child has no parent).
+
+        Parents resume by themselves when their child ends, so this is rarely needed; it is
+        idempotent: when the parent already moved on, it returns the parent's state as it is.
+        ``child_output`` is ignored: the parent reads the child's committed output.
+        """
+        child = await self.runtime.get_state(child_run_id)
+        if child.parent_run_id is None:
+            return None
+        if child.status.is_terminal:
+            await subworkflows.wake_parent(self.runtime, child)
+        try:
+            return await self.runtime.get_state(child.parent_run_id)
+        except RunNotFoundError:
+            return None

@@ -527,8 +527,10 @@ def list_runs_query(
     wait_key: str | None,
     parent_run_id: str | None,
     limit: int,
+    due_by: datetime | None = None,
 ) -> sa.Select[Any]:
-    """The states of the runs passing every given filter, most recently updated first."""
+    """The states of the runs passing every given filter, most recently updated first; with
+    ``due_by``, the runs waiting until a time at or before it, earliest first."""
     query = sa.select(sa.cast(runs.c.state, sa.Text))
     if status is not None:
         query = query.where(runs.c.status == RunStatus(status).value)
@@ -540,6 +542,13 @@ def list_runs_query(
         query = query.where(runs.c.wait_key == wait_key)
     if parent_run_id is not None:
         query = query.where(runs.c.parent_run_id == parent_run_id)
+    if due_by is not None:
+        query = query.where(
+            runs.c.status == RunStatus.WAITING.value,
+            runs.c.wait_reason == WaitReason.UNTIL.value,
+            runs.c.wait_until <= due_by,
+        )
+        return query.order_by(runs.c.wait_until, runs.c.run_id).limit(limit)
     return query.order_by(runs.c.updated_at.desc(), runs.c.run_id).limit(limit)
 
 

@@ -415,6 +415,7 @@ class SqlStore:
         wait_key: str | None = None,
         parent_run_id: str | None = None,
         limit: int = 100,
+        due_by: datetime | None = None,
     ) -> list[RunState]:
         if unstorable(workflow_id, wait_key, parent_run_id):
             return []
@@ -426,6 +427,7 @@ class SqlStore:
             wait_key=wait_key,
             parent_run_id=parent_run_id,
             limit=limit,
+            due_by=due_by,
         )
         async with self._reaching("cannot read"), self.engine.connect() as conn:
             texts = (await conn.execute(query)).scalars().all()
