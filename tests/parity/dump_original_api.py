@@ -5,10 +5,11 @@ virtualenv (the local package index serves it)::
 
     python3 -m venv /tmp/v020
     /tmp/v020/bin/pip install abstractruntime==0.2.0
-    cd /tmp && /tmp/v020/bin/python /work/wt-names/tests/parity/dump_original_api.py
+    /tmp/v020/bin/python tests/parity/dump_original_api.py
 
-(run it from a directory where ``import abstractruntime`` does not pick up this checkout's
-``src/``). It writes ``tests/parity/original_api.json`` next to itself; ``test_names.py`` reads it.
+It refuses to run against anything but an installed package (not this checkout's ``src/``), and
+writes ``tests/parity/original_api.json`` next to itself, which ``test_names.py`` reads. The output
+is sorted and stable: running it again changes nothing.
 
 What it records, per module of the original (found by walking its package directories):
 
