@@ -55,6 +55,13 @@ class RuntimeConfig:
         model_capabilities: what the LLM client reports (``get_model_capabilities()``).
     """
 
+    max_iterations: int = 25
+    warn_iterations_pct: int = 80
+    max_tokens: int | None = None
+    max_output_tokens: int | None = None
+    warn_tokens_pct: int = 80
+    max_history_messages: int = -1
+    model_capabilities: dict[str, Any] = field(default_factory=dict)
     max_steps: int = 100
     clock: Callable[[], datetime] = field(default=utc_now)
     lease_s: float = 30.0
@@ -64,13 +71,6 @@ class RuntimeConfig:
     max_state_bytes: int = 16 * 1024 * 1024
     max_payload_bytes: int = 8 * 1024 * 1024
     max_record_bytes: int = 16 * 1024 * 1024
-    max_iterations: int = 25
-    warn_iterations_pct: int = 80
-    max_tokens: int | None = None
-    max_output_tokens: int | None = None
-    warn_tokens_pct: int = 80
-    max_history_messages: int = -1
-    model_capabilities: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.lease_s <= 0:

@@ -26,3 +26,10 @@ class StepContext:
 
     def now_iso(self) -> str:
         return iso(self._clock())
+
+    def __getattr__(self, name: str) -> Any:
+        # The original handed ``Runtime(context=...)`` itself to node handlers: its attributes
+        # stay reachable as ``ctx.<name>``.
+        if name.startswith("__") or name == "context":
+            raise AttributeError(name)
+        return getattr(self.context, name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .serde import encode
@@ -27,16 +27,16 @@ class ActorFingerprint:
     actor_id: str
     kind: str
     display_name: str | None = None
-    metadata: Mapping[str, Any] = field(default_factory=dict)
+    metadata: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.actor_id, str) or not self.actor_id:
             raise ValueError("an ActorFingerprint needs a non-empty actor_id")
         if not isinstance(self.kind, str) or not self.kind:
             raise ValueError("an ActorFingerprint needs a non-empty kind (e.g. 'agent')")
-        if not isinstance(self.metadata, Mapping):
+        if self.metadata is not None and not isinstance(self.metadata, Mapping):
             raise TypeError("ActorFingerprint.metadata must be a dict")
-        object.__setattr__(self, "metadata", dict(self.metadata))
+        object.__setattr__(self, "metadata", dict(self.metadata or {}))
 
     @classmethod
     def from_metadata(
@@ -49,7 +49,7 @@ class ActorFingerprint:
         """The fingerprint of an actor described by ``kind``, ``display_name`` and ``metadata``
         (JSON values; a ``SerializationError`` names one that is not)."""
         body = {"kind": kind, "display_name": display_name, "metadata": dict(metadata or {})}
-        digest = hashlib.sha256(encode(body, root="actor").encode("utf-8")).hexdigest()
+        digest = sha256_hex(encode(body, root="actor"))
         return cls(f"ar_{digest[:24]}", kind, display_name, dict(metadata or {}))
 
     def to_dict(self) -> dict[str, Any]:
@@ -57,7 +57,7 @@ class ActorFingerprint:
             "actor_id": self.actor_id,
             "kind": self.kind,
             "display_name": self.display_name,
-            "metadata": dict(self.metadata),
+            "metadata": dict(self.metadata or {}),
         }
 
     @classmethod
@@ -68,3 +68,8 @@ class ActorFingerprint:
             display_name=data.get("display_name"),
             metadata=dict(data.get("metadata") or {}),
         )
+
+
+def sha256_hex(text: str) -> str:
+    """The SHA-256 of ``text`` (UTF-8), in hex."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -36,7 +36,7 @@ from .config import RuntimeConfig
 from .context import StepContext
 from .crashpoints import crash_point
 from .due import DueListeners
-from .effects import EffectHandler, accepting_next_node, builtin_handlers
+from .effects import EffectHandler, EffectOutcome, accepting_next_node, builtin_handlers
 from .kernel import check_plan, due_at, encode_state
 from .leases import Leases
 from .machine import Failure, Transition
@@ -54,10 +54,20 @@ from .models import (
 from .policy import DefaultEffectPolicy, EffectPolicy
 from .ports import RunHandle, Store
 from .registry import WorkflowRegistry
-from .serde import decode
+from .serde import decode, iso, utc_now
 from .snapshot import Snapshot
 from .spec import WorkflowSpec
 from .views import StoreLedgerView, StoreRunView
+
+__all__ = ["DefaultRunContext", "EffectOutcome", "Runtime"]
+
+
+class DefaultRunContext:
+    """The original's default ``Runtime(context=...)``: tells the time (node handlers here get a
+    ``StepContext``, which has ``now_iso`` too)."""
+
+    def now_iso(self) -> str:
+        return iso(utc_now())
 
 
 @dataclass

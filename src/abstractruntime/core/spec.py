@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import InvalidWorkflowError
 from .models import RunState, StepPlan
+
+
+class RunContext(Protocol):
+    """What a node handler may rely on in ``ctx`` (``core.context.StepContext`` gives more)."""
+
+    def now_iso(self) -> str: ...
+
 
 # ``async def handler(run, ctx) -> StepPlan``; a plain ``def`` is accepted too.
 NodeHandler = Callable[[RunState, Any], StepPlan | Awaitable[StepPlan]]

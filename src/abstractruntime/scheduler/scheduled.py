@@ -28,9 +28,19 @@ _LOST_RACE = (RunNotWaitingError, WaitKeyMismatchError, RunLeasedError, Concurre
 class ScheduledRuntime:
     """Starts, resumes and inspects runs, while its scheduler wakes the ones whose time came."""
 
-    def __init__(self, runtime: Runtime, scheduler: Scheduler, *, owns_store: bool) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        scheduler: Scheduler,
+        registry: WorkflowRegistry | None = None,
+        *,
+        owns_store: bool = False,
+    ) -> None:
+        if registry is not None and registry is not runtime.workflow_registry:
+            runtime.set_workflow_registry(registry)
         self.runtime = runtime
         self.scheduler = scheduler
+        #: Whether ``stop`` closes the runtime's store (``create_scheduled_runtime`` made it).
         self._owns_store = owns_store
 
     @property
@@ -56,16 +66,36 @@ class ScheduledRuntime:
     # -- runs ---------------------------------------------------------------------------------
 
     async def run(
-        self, workflow: WorkflowSpec, vars: dict[str, Any] | None = None, **kwargs: Any
+        self,
+        workflow: WorkflowSpec,
+        vars: dict[str, Any] | None = None,
+        *,
+        actor_id: str | None = None,
+        session_id: str | None = None,
+        max_steps: int | None = None,
     ) -> tuple[str, RunState]:
         """Start a run and drive it here until it waits or ends (registers the workflow)."""
-        return await self.runtime.run(self._register(workflow), vars, **kwargs)
+        return await self.runtime.run(
+            self._register(workflow),
+            vars,
+            actor_id=actor_id,
+            session_id=session_id,
+            max_steps=max_steps,
+        )
 
     async def start(
-        self, *, workflow: WorkflowSpec, vars: dict[str, Any] | None = None, **kwargs: Any
+        self,
+        *,
+        workflow: WorkflowSpec,
+        vars: dict[str, Any] | None = None,
+        actor_id: str | None = None,
+        **kwargs: Any,
     ) -> str:
-        """Create a run and leave it to the scheduler (here or in any worker process)."""
-        return await self.runtime.start(workflow=self._register(workflow), vars=vars, **kwargs)
+        """Create a run and leave it to the scheduler (here or in any worker process); other
+        keywords as ``Runtime.start``."""
+        return await self.runtime.start(
+            workflow=self._register(workflow), vars=vars, actor_id=actor_id, **kwargs
+        )
 
     async def tick(self, run_id: str, max_steps: int | None = None) -> RunState:
         state = await self.runtime.get_state(run_id)
@@ -173,9 +203,9 @@ class ScheduledRuntime:
         if not self.scheduler.is_running:
             await self.scheduler.start()
 
-    async def stop(self, timeout: float | None = None, *, grace_s: float = 10.0) -> None:
-        """Stop the scheduler (in-flight runs get ``grace_s``, or ``timeout``, to finish) and
-        close what we own."""
+    async def stop(self, timeout: float = 5.0, *, grace_s: float | None = None) -> None:
+        """Stop the scheduler (in-flight runs get ``timeout`` seconds, or ``grace_s``, to
+        finish) and close what we own."""
         await self.scheduler.stop(timeout, grace_s=grace_s)
         await self.runtime.aclose()
         if self._owns_store:

@@ -54,12 +54,12 @@ class SchedulerStats:
     poll_cycles: int = 0
     #: When the last poll cycle ran (None before the first).
     last_poll_at: datetime | None = None
-    #: Claims lost to another writer (a run cancelled or taken over meanwhile).
-    conflicts: int = 0
     #: The newest errors the loop survived, as "<time>: <message>" (at most
     #: ``Scheduler(max_errors_kept=...)``): database errors it retried with backoff, runs
     #: whose driving crashed.
     errors: list[str] = field(default_factory=list)
+    #: Claims lost to another writer (a run cancelled or taken over meanwhile).
+    conflicts: int = 0
 
 
 class Scheduler:
@@ -152,14 +152,14 @@ class Scheduler:
             self._unlisten = await self.runtime.store.listen(self.wake)
         self._loop_task = asyncio.create_task(self._loop(), name="abstractruntime-scheduler")
 
-    async def stop(self, timeout: float | None = None, *, grace_s: float = 10.0) -> None:
-        """Stop claiming; let runs being driven finish for ``grace_s`` (or ``timeout``, the
-        original's name), then cancel them. Stopping a stopped scheduler does nothing.
+    async def stop(self, timeout: float = 5.0, *, grace_s: float | None = None) -> None:
+        """Stop claiming; let runs being driven finish for ``timeout`` seconds (``grace_s``
+        is another name for it), then cancel them. Stopping a stopped scheduler does nothing.
 
         A cancelled run releases its lease (or, if the process dies first, the lease expires);
         its last committed step stays, and another worker continues from there.
         """
-        if timeout is not None:
+        if grace_s is None:
             grace_s = timeout
         self._stopping = True
         self._wake.set()
