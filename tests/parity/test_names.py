@@ -141,15 +141,6 @@ _KNOWN_MISSING_BY_MODULE: dict[str, list[str]] = {
         ".RequestSender.post: missing",
         ".RequestSender: missing",
     ],
-    "abstractruntime.integrations.abstractcore.logging": [
-        ".get_logger: missing",
-        ": module missing",
-    ],
-    "abstractruntime.integrations.abstractcore.tool_executor": [
-        ".MappingToolExecutor.__init__: extra required parameter 'tools'",
-        ".MappingToolExecutor.__init__: parameter 'tool_map' missing",
-        ".PassthroughToolExecutor.__init__: parameter 'mode' missing",
-    ],
     "abstractruntime.scheduler.convenience": [
         ".ScheduledRuntime.runtime: missing",
         ".ScheduledRuntime.scheduler: missing",

@@ -128,20 +128,20 @@ class MappingToolExecutor:
     blocks the event loop. Calls run one after the other, in the order the model gave them.
 
     Args:
-        tools: the functions by tool name.
+        tool_map: the functions by tool name.
         timeout_s: the longest a call may take (None: no limit). A call past it gets
             ``success: False``; a sync function cannot be interrupted and finishes in its thread.
     """
 
     def __init__(
-        self, tools: Mapping[str, Callable[..., Any]], *, timeout_s: float | None = None
+        self, tool_map: Mapping[str, Callable[..., Any]], *, timeout_s: float | None = None
     ) -> None:
-        for name, function in tools.items():
+        for name, function in tool_map.items():
             if not callable(function):
                 raise ValueError(f"tool {name!r} is not callable")
         if timeout_s is not None and not (timeout_s > 0 and math.isfinite(timeout_s)):
             raise ValueError(f"timeout_s must be a positive number or None, got {timeout_s}")
-        self.tools: dict[str, Callable[..., Any]] = dict(tools)
+        self.tools: dict[str, Callable[..., Any]] = dict(tool_map)
         self.timeout_s = timeout_s
 
     @classmethod
@@ -287,7 +287,9 @@ class PassthroughToolExecutor:
     and resumes the run with ``{"results": [...]}``, which lands at the effect's ``result_key``.
     """
 
-    mode = "passthrough"
+    def __init__(self, *, mode: str = "passthrough") -> None:
+        #: What ``execute`` reports as ``"mode"`` (the original let a host choose it).
+        self.mode = mode
 
     async def execute(self, *, tool_calls: list[dict[str, Any]]) -> dict[str, Any]:
         """Return the calls, validated, for the host to run."""
