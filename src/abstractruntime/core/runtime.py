@@ -39,7 +39,6 @@ from .effects import EffectHandler, builtin_handlers
 from .kernel import check_plan, due_at, encode_state
 from .leases import Leases
 from .machine import Failure, Transition
-from .memory import MemoryStore
 from .models import (
     EffectType,
     RunState,
@@ -49,6 +48,7 @@ from .models import (
     StepStatus,
     WaitReason,
 )
+from .paired import store_for_pair
 from .policy import DefaultEffectPolicy, EffectPolicy
 from .ports import RunHandle, Store
 from .registry import WorkflowRegistry
@@ -105,7 +105,7 @@ class Runtime:
         if store is not None and (run_store is not None or ledger_store is not None):
             raise ValueError("pass either store= or run_store=/ledger_store=, not both")
         if store is None:
-            store = MemoryStore(run_store, ledger_store)
+            store = store_for_pair(run_store, ledger_store)
         self.store: Store = store
         self.config = config or RuntimeConfig()
         self.context = context

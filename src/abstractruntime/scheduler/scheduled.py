@@ -9,6 +9,7 @@ from typing import Any
 from ..core.config import RuntimeConfig
 from ..core.effects import EffectHandler
 from ..core.models import EffectType, RunState, RunStatus, WaitReason
+from ..core.paired import store_for_pair
 from ..core.ports import Store
 from ..core.registry import WorkflowRegistry
 from ..core.runtime import Runtime
@@ -210,21 +211,29 @@ async def create_scheduled_runtime(
     context: Any = None,
     listen: bool = True,
     wait: Wait | None = None,
+    run_store: Any = None,
+    ledger_store: Any = None,
 ) -> ScheduledRuntime:
     """A ``ScheduledRuntime`` on ``store``, on a ``SqlStore(database_url)``, or in memory.
 
     With ``auto_start`` the scheduler task starts at once; ``await sr.stop()`` (or
     ``async with sr:``) stops it. ``listen=False``: no Postgres ``NOTIFY`` wakes the scheduler
     (it polls); ``wait``: how it sleeps between cycles (see ``Scheduler``; tests pass one on
-    virtual time, ``tests/helpers/clock.py``).
+    virtual time, ``tests/helpers/clock.py``). ``run_store=`` / ``ledger_store=``: the
+    original's pair of stores (e.g. ``JsonFileRunStore(d)`` and ``JsonlLedgerStore(d)``), driven
+    as ``Runtime(run_store=..., ledger_store=...)`` drives them; the store made for them is
+    closed by ``stop()``.
     """
     from ..storage.memory import MemoryStore
     from ..storage.sql import SqlStore
 
-    if database_url is not None and store is not None:
-        raise ValueError("pass database_url= or store=, not both")
+    pair = run_store is not None or ledger_store is not None
+    if sum((database_url is not None, store is not None, pair)) > 1:
+        raise ValueError("pass one of database_url=, store= or run_store=/ledger_store=")
     owns_store = store is None
-    if store is None:
+    if pair:
+        store = store_for_pair(run_store, ledger_store)
+    elif store is None:
         store = SqlStore(database_url) if database_url is not None else MemoryStore()
     if config is None:
         config = RuntimeConfig(lease_s=lease_s)
