@@ -6,7 +6,11 @@ import json
 import sys
 import time
 from datetime import datetime, timedelta, timezone
+from importlib.metadata import version
 from pathlib import Path
+
+import original_workflows as wf
+from abstractruntime.storage.artifacts import FileArtifactStore
 
 import abstractruntime
 from abstractruntime import Runtime
@@ -18,11 +22,6 @@ from abstractruntime.storage import (
     JsonSnapshotStore,
     Snapshot,
 )
-from abstractruntime.storage.artifacts import FileArtifactStore
-
-import original_workflows as wf
-
-from importlib.metadata import version
 
 assert version("abstractruntime") == "0.2.0", version("abstractruntime")
 assert "site-packages" in abstractruntime.__file__, abstractruntime.__file__

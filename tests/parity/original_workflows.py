@@ -29,7 +29,9 @@ def ask() -> WorkflowSpec:
         )
         return StepPlan(node_id="ask", effect=effect, next_node="done")
 
-    return WorkflowSpec(workflow_id="fx_ask", entry_node="ask", nodes={"ask": node, "done": _done("answer")})
+    return WorkflowSpec(
+        workflow_id="fx_ask", entry_node="ask", nodes={"ask": node, "done": _done("answer")}
+    )
 
 
 def event() -> WorkflowSpec:
