@@ -358,3 +358,18 @@ async def test_sigkill_mid_write_never_corrupts_a_directory(tmp_path: Path) -> N
             assert verify_ledger_chain(await rt.get_ledger(state.run_id))["ok"]
     assert not list(directory.glob(".tmp-*"))  # a killed writer's temp files went with the lock
     await store.close()
+
+
+def test_the_example_of_docs_files_md_runs(tmp_path: Path) -> None:
+    page = (ROOT / "docs" / "files.md").read_text()
+    code = page.split("```python\n", 1)[1].split("```", 1)[0]
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "completed True"

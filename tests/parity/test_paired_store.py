@@ -211,3 +211,13 @@ async def test_hash_chained_ledger_store_alone_is_the_originals_decorator() -> N
 def test_queryable_run_store_is_structural() -> None:
     assert isinstance(DictRunStore(), QueryableRunStore) is False  # no list_due_wait_until
     assert isinstance(DictRunStore(), RunStore)
+
+
+async def test_the_originals_in_memory_pair_with_a_hash_chain_is_a_memory_store() -> None:
+    from abstractruntime.storage import InMemoryLedgerStore, InMemoryRunStore
+
+    inner = InMemoryLedgerStore()
+    rt = Runtime(run_store=InMemoryRunStore(), ledger_store=HashChainedLedgerStore(inner))
+    assert isinstance(rt.store, MemoryStore)
+    run_id, _ = await rt.run(counter(3))
+    assert verify_ledger_chain(await inner.list(run_id))["ok"]

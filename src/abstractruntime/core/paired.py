@@ -466,18 +466,28 @@ class PairedStore:
         return None
 
 
+def _chains(ledger_store: Any) -> bool:
+    """A ledger decorator that hash-chains what it appends (``HashChainedLedgerStore``)."""
+    return bool(getattr(type(ledger_store), "chains_records", False))
+
+
 def store_for_pair(run_store: Any = None, ledger_store: Any = None) -> Store:
     """The ``Store`` for ``Runtime(run_store=..., ledger_store=...)``.
 
-    Both None or the in-memory classes: a ``MemoryStore``. A run store offering
+    Both None or the in-memory classes (the ledger possibly in a ``HashChainedLedgerStore``):
+    a ``MemoryStore``. A run store offering
     ``paired_store(ledger_store)`` (the file stores do) may supply a faster adapter; otherwise a
     ``PairedStore``. A missing half defaults to the in-memory one.
     """
+    # The original's common pair: HashChainedLedgerStore(InMemoryLedgerStore()). A memory store
+    # chains every record itself, with the same hashes.
+    inner = getattr(ledger_store, "inner", None) if _chains(ledger_store) else None
+    memory_ledger = inner if isinstance(inner, InMemoryLedgerStore) else ledger_store
     memory = (run_store is None or isinstance(run_store, InMemoryRunStore)) and (
-        ledger_store is None or isinstance(ledger_store, InMemoryLedgerStore)
+        memory_ledger is None or isinstance(memory_ledger, InMemoryLedgerStore)
     )
     if memory:
-        return MemoryStore(run_store, ledger_store)
+        return MemoryStore(run_store, memory_ledger)
     if run_store is None:
         run_store = InMemoryRunStore()
     if ledger_store is None:

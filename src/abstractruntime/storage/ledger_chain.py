@@ -28,6 +28,9 @@ class HashChainedLedgerStore(LedgerStore):
     file stores write them without going through this wrapper twice.
     """
 
+    #: Tells ``Runtime`` that the ledger it wraps may be driven directly (same hashes).
+    chains_records = True
+
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self._heads: dict[str, str | None] = {}

@@ -208,3 +208,6 @@ class DirectoryLock:
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
+
+    def __del__(self) -> None:  # a store dropped without close() frees its directory
+        self.release()
