@@ -28,6 +28,7 @@ from .core.policy import (
     RetryPolicy,
     compute_idempotency_key,
 )
+from .core.ports import QueryableRunStore
 from .core.registry import WorkflowRegistry
 from .core.runtime import Runtime
 from .core.snapshot import Snapshot
@@ -50,6 +51,8 @@ from .errors import (
     WaitKeyMismatchError,
 )
 from .scheduler import ScheduledRuntime, Scheduler, SchedulerStats, create_scheduled_runtime
+from .storage.files import JsonFileRunStore, JsonlLedgerStore, JsonSnapshotStore
+from .storage.ledger_chain import HashChainedLedgerStore
 
 __all__ = [
     "AbstractRuntimeError",
@@ -61,9 +64,14 @@ __all__ = [
     "EffectOutcome",
     "EffectPolicy",
     "EffectType",
+    "HashChainedLedgerStore",
     "InvalidArgumentError",
     "InvalidWorkflowError",
+    "JsonFileRunStore",
+    "JsonSnapshotStore",
+    "JsonlLedgerStore",
     "NoRetryPolicy",
+    "QueryableRunStore",
     "RetryPolicy",
     "RunExistsError",
     "RunLeasedError",

@@ -1,4 +1,5 @@
-"""``abstractruntime db upgrade | current | downgrade REV``: schema migrations."""
+"""``abstractruntime db upgrade | current | downgrade REV | import-files DIR``: schema
+migrations, and copying a file-store directory (the original 0.2's layout) into the database."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import argparse
 
 from alembic.util import CommandError
 
+from ..storage.import_files import import_files as import_directory
 from ..storage.sql import SqlStore
-from .base import EXIT_OK, CliError, Parser, Subparsers, add_group
+from .base import EXIT_BROKEN, EXIT_OK, CliError, Parser, Subparsers, add_group
 from .output import emit
 
 
@@ -34,7 +36,32 @@ async def downgrade(args: argparse.Namespace, store: SqlStore) -> int:
     return EXIT_OK
 
 
-ACTIONS = {"upgrade": upgrade, "current": current, "downgrade": downgrade}
+async def import_files(args: argparse.Namespace, store: SqlStore) -> int:
+    try:
+        report = await import_directory(store, args.directory)
+    except FileNotFoundError as exc:
+        raise CliError(f"db import-files: {exc}") from exc
+    lines = [
+        f"imported {len(report.imported)} runs, skipped {len(report.skipped)} already imported; "
+        f"snapshots: imported {len(report.snapshots_imported)}, skipped "
+        f"{len(report.snapshots_skipped)}"
+    ]
+    if not report.imported and not report.snapshots_imported:
+        lines.append("nothing new to import")
+    lines += [f"chained {run_id}: its ledger had no hash chain" for run_id in report.chained]
+    lines += [f"refused {run_id}: {why}" for run_id, why in report.refused.items()]
+    lines += [f"conflict {run_id}: {why}" for run_id, why in report.conflicts.items()]
+    lines += [f"conflict snapshot {sid}: {why}" for sid, why in report.snapshot_conflicts.items()]
+    emit(args, report.to_dict(), "\n".join(lines))
+    return EXIT_OK if report.ok else EXIT_BROKEN
+
+
+ACTIONS = {
+    "upgrade": upgrade,
+    "current": current,
+    "downgrade": downgrade,
+    "import-files": import_files,
+}
 
 
 def configure_parser(subparsers: Subparsers, common: Parser) -> None:
@@ -45,3 +72,11 @@ def configure_parser(subparsers: Subparsers, common: Parser) -> None:
         "downgrade", help="migrate down to REV ('base' drops every table)", parents=[common]
     )
     down.add_argument("revision", metavar="REV")
+    files = actions.add_parser(
+        "import-files",
+        help="copy a file-store directory (run_*.json, ledger_*.jsonl, snapshot_*.json) into "
+        "the database, verifying each ledger's hash chain; exit status 1 when a run is refused "
+        "or conflicts",
+        parents=[common],
+    )
+    files.add_argument("directory", metavar="DIR")

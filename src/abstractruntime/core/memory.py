@@ -16,7 +16,7 @@ import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from ..errors import (
     ArtifactNotFoundError,
@@ -63,12 +63,6 @@ class _StoredRun:
         """A live lease, whoever holds it (claims are not re-entrant)."""
         return self.lease_expires_at is not None and self.lease_expires_at > now
 
-    def due_key(self) -> datetime:
-        """When the run's ``wait_until`` is over (for ordering runs waiting until a time)."""
-        waiting = self.state.waiting
-        assert waiting is not None and waiting.until is not None
-        return waiting.until
-
     def handle(self, owner: str | None = None) -> RunHandle:
         return RunHandle(
             state=RunState.from_dict(decode(self.state_json)),
@@ -92,8 +86,18 @@ def _due_by(state: RunState, time: datetime) -> bool:
     )
 
 
-def _select(
-    stored_runs: Iterable[_StoredRun],
+class HoldsState(Protocol):
+    """A stored run of a store that keeps runs in memory."""
+
+    @property
+    def state(self) -> RunState: ...
+
+
+Held = TypeVar("Held", bound=HoldsState)
+
+
+def select_runs(
+    stored_runs: Iterable[Held],
     *,
     status: RunStatus | None = None,
     workflow_id: str | None = None,
@@ -102,9 +106,9 @@ def _select(
     parent_run_id: str | None = None,
     due_by: datetime | None = None,
     limit: int | None,
-) -> list[RunState]:
-    """Copies of the runs passing every given filter, most recently updated first (with
-    ``due_by``: earliest ``until`` first)."""
+) -> list[Held]:
+    """The stored runs passing every given filter, most recently updated first (with
+    ``due_by``: earliest ``until`` first); the list filters of the in-memory stores."""
     found = []
     for stored in stored_runs:
         state, waiting = stored.state, stored.state.waiting
@@ -118,10 +122,14 @@ def _select(
         ):
             found.append(stored)
     if due_by is not None:
-        found.sort(key=lambda s: (s.due_key(), s.state.run_id))
+        found.sort(key=lambda s: (s.state.waiting and s.state.waiting.until, s.state.run_id))
     else:
         found.sort(key=lambda s: s.state.updated_at, reverse=True)
-    return [s.handle().state for s in (found if limit is None else found[: max(limit, 0)])]
+    return found if limit is None else found[: max(limit, 0)]
+
+
+def _states(stored_runs: Iterable[_StoredRun]) -> list[RunState]:
+    return [stored.handle().state for stored in stored_runs]
 
 
 class InMemoryRunStore:
@@ -164,26 +172,28 @@ class InMemoryRunStore:
         limit: int = 100,
     ) -> builtins.list[RunState]:
         """Runs passing every given filter, most recently updated first."""
-        return _select(
-            self._runs.values(),
-            status=status,
-            wait_reason=wait_reason,
-            workflow_id=workflow_id,
-            limit=limit,
+        return _states(
+            select_runs(
+                self._runs.values(),
+                status=status,
+                wait_reason=wait_reason,
+                workflow_id=workflow_id,
+                limit=limit,
+            )
         )
 
     async def list_due_wait_until(
         self, *, now_iso: str | datetime, limit: int = 100
     ) -> builtins.list[RunState]:
         """Runs waiting until a time at or before ``now_iso``, earliest first."""
-        return _select(self._runs.values(), due_by=to_utc(now_iso), limit=limit)
+        return _states(select_runs(self._runs.values(), due_by=to_utc(now_iso), limit=limit))
 
     async def list_children(
         self, *, parent_run_id: str, status: RunStatus | None = None
     ) -> builtins.list[RunState]:
         """The runs whose ``parent_run_id`` is this one (oldest first)."""
-        children = _select(
-            self._runs.values(), parent_run_id=parent_run_id, status=status, limit=None
+        children = _states(
+            select_runs(self._runs.values(), parent_run_id=parent_run_id, status=status, limit=None)
         )
         return sorted(children, key=lambda state: (state.created_at, state.run_id))
 
@@ -495,15 +505,17 @@ class MemoryStore:
         limit: int = 100,
         due_by: datetime | None = None,
     ) -> list[RunState]:
-        return _select(
-            self.run_store._runs.values(),
-            status=status,
-            workflow_id=workflow_id,
-            wait_reason=wait_reason,
-            wait_key=wait_key,
-            parent_run_id=parent_run_id,
-            due_by=due_by,
-            limit=limit,
+        return _states(
+            select_runs(
+                self.run_store._runs.values(),
+                status=status,
+                workflow_id=workflow_id,
+                wait_reason=wait_reason,
+                wait_key=wait_key,
+                parent_run_id=parent_run_id,
+                due_by=due_by,
+                limit=limit,
+            )
         )
 
     async def find_effect(self, run_id: str, idempotency_key: str) -> dict[str, Any] | None:

@@ -12,6 +12,11 @@ has a ``due_at``: the time a worker should next look at it (``running`` and uncl
 waiting until T: T; claimed: the lease expiry, so a dead worker's runs come back by themselves;
 waiting for an event or done: never). ``claim_due`` takes due runs by an index on it.
 
+The original AbstractRuntime 0.2 split storage in two: a ``RunStore`` (save and load a run's
+state) and an append-only ``LedgerStore``, with ``QueryableRunStore`` for the queries a scheduler
+needs. Those interfaces are here too, made async; ``Runtime(run_store=..., ledger_store=...)``
+drives any such pair through ``core.paired.PairedStore``, which implements ``Store`` over it.
+
 Next to runs, a store holds snapshots (``store.snapshots``, a ``SnapshotStore``) and
 content-addressed artifacts (``store.artifacts``, an ``ArtifactStore``), and streams ledgers for
 verification (``iter_ledger``, ``scan_ledgers``) without loading them whole.
@@ -19,6 +24,8 @@ verification (``iter_ledger``, ``scan_ledgers``) without loading them whole.
 
 from __future__ import annotations
 
+import builtins
+from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -257,3 +264,62 @@ class Store(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+# -- the original 0.2 interfaces: a run store and a ledger store ---------------------------------
+
+
+class RunStore(ABC):
+    """Saves and loads run states (the original's ``RunStore``, made async).
+
+    A subclass may implement the methods as plain ``def``: ``PairedStore`` awaits what they
+    return only when it is awaitable.
+    """
+
+    @abstractmethod
+    async def save(self, run: RunState) -> None:
+        """Insert or replace the run's state."""
+
+    @abstractmethod
+    async def load(self, run_id: str) -> RunState | None:
+        """The run's state, or None when no run has this id."""
+
+
+class LedgerStore(ABC):
+    """An append-only journal of step records (the original's ``LedgerStore``, made async)."""
+
+    @abstractmethod
+    async def append(self, record: StepRecord) -> None:
+        """Append ``record`` to the ledger of ``record.run_id``."""
+
+    @abstractmethod
+    async def list(self, run_id: str) -> builtins.list[dict[str, Any]]:
+        """The run's records as dicts, oldest first (empty for an unknown run)."""
+
+
+@runtime_checkable
+class QueryableRunStore(Protocol):
+    """The queries a run store may offer besides ``save``/``load`` (structural, as in the
+    original: a run store implements them without inheriting from this)."""
+
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        wait_reason: WaitReason | None = None,
+        workflow_id: str | None = None,
+        limit: int = 100,
+    ) -> list[RunState]:
+        """Runs matching every given filter, most recently updated first."""
+        ...
+
+    async def list_due_wait_until(self, *, now_iso: str, limit: int = 100) -> list[RunState]:
+        """Runs waiting (``WaitReason.UNTIL``) for a time at or before ``now_iso``, earliest
+        ``waiting.until`` first. Read-only: nothing is claimed."""
+        ...
+
+    async def list_children(
+        self, *, parent_run_id: str, status: RunStatus | None = None
+    ) -> list[RunState]:
+        """The runs whose ``parent_run_id`` is ``parent_run_id`` (optionally of one status)."""
+        ...

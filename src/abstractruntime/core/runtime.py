@@ -40,7 +40,6 @@ from .effects import EffectHandler, EffectOutcome, accepting_next_node, builtin_
 from .kernel import check_plan, due_at, encode_state
 from .leases import Leases
 from .machine import Failure, Transition
-from .memory import MemoryStore
 from .models import (
     EffectType,
     LimitWarning,
@@ -51,6 +50,7 @@ from .models import (
     StepStatus,
     WaitReason,
 )
+from .paired import store_for_pair
 from .policy import DefaultEffectPolicy, EffectPolicy
 from .ports import RunHandle, Store
 from .registry import WorkflowRegistry
@@ -119,7 +119,10 @@ class Runtime:
         if store is not None and (run_store is not None or ledger_store is not None):
             raise ValueError("pass either store= or run_store=/ledger_store=, not both")
         if store is None:
-            store = MemoryStore(run_store, ledger_store, artifact_store=artifact_store)
+            store = store_for_pair(run_store, ledger_store, artifact_store=artifact_store)
+            owned: list[Callable[[], Awaitable[None]]] = [store.close]  # a file store's lock
+        else:
+            owned = []
         self.store: Store = store
         self._config = config or RuntimeConfig()
         self.context = context
@@ -134,7 +137,7 @@ class Runtime:
         self._due = DueListeners()
         #: Closed by ``aclose``: what a factory (``create_remote_runtime``...) made for this
         #: runtime alone, such as its store or its HTTP client.
-        self.owned_resources: list[Callable[[], Awaitable[None]]] = []
+        self.owned_resources: list[Callable[[], Awaitable[None]]] = owned
 
     # -- what the runtime is made of (the original's accessors) -------------------------------
 

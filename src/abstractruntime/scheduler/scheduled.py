@@ -251,14 +251,19 @@ async def create_scheduled_runtime(
     scheduler task starts at once; ``await sr.stop()`` (or ``async with sr:``) stops it.
     ``listen=False``: no Postgres ``NOTIFY`` wakes the scheduler (it polls); ``wait``: how it
     sleeps between cycles (see ``Scheduler``; tests pass one on virtual time,
-    ``tests/helpers/clock.py``).
+    ``tests/helpers/clock.py``). ``run_store=`` / ``ledger_store=``: the original's pair of
+    stores (e.g. ``JsonFileRunStore(d)`` and ``JsonlLedgerStore(d)``), driven as
+    ``Runtime(run_store=..., ledger_store=...)`` drives them; ``stop()`` closes the store made
+    for them.
     """
     from ..storage.sql import SqlStore
 
     pair = run_store if run_store is not None else ledger_store
     if sum(given is not None for given in (database_url, store, pair)) > 1:
         raise ValueError("pass one of database_url=, store= or run_store=/ledger_store=")
-    owns_store = store is None
+    # The SqlStore made here is ours to close; a store made for a pair (or memory) belongs
+    # to the runtime, whose aclose closes it.
+    owns_store = database_url is not None
     if database_url is not None:
         store = SqlStore(database_url)
     if config is None:

@@ -1,4 +1,9 @@
-"""Storage backends behind the core's one interface (``core.ports.Store``): memory, or SQL.
+"""Storage backends behind the core's one interface (``core.ports.Store``): memory, files, SQL.
+
+The original 0.2's interfaces (``RunStore``, ``LedgerStore``, ``QueryableRunStore``) and file
+stores (``JsonFileRunStore``, ``JsonlLedgerStore``, ``JsonSnapshotStore``,
+``HashChainedLedgerStore``) are here too; ``Runtime(run_store=..., ledger_store=...)`` drives
+any such pair (``PairedStore``, or the crash-safe ``FileStore`` for the file pair).
 
 ``SqlStore`` is imported on first use, so that ``import abstractruntime`` loads no SQL driver
 (SQLAlchemy, asyncpg, aiosqlite, alembic) for users of the in-memory store.
@@ -8,7 +13,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..core.ports import ArtifactStore, LedgerHead, RunHandle, SnapshotStore, Store
+from ..core.ledger import verify_ledger_chain
+from ..core.paired import PairedStore
+from ..core.ports import (
+    ArtifactStore,
+    LedgerHead,
+    LedgerStore,
+    QueryableRunStore,
+    RunHandle,
+    RunStore,
+    SnapshotStore,
+    Store,
+)
+from ..core.snapshot import Snapshot
+from .files import FileStore, JsonFileRunStore, JsonlLedgerStore, JsonSnapshotStore
+from .ledger_chain import HashChainedLedgerStore
 from .memory import (
     InMemoryArtifactStore,
     InMemoryLedgerStore,
@@ -22,16 +41,27 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ArtifactStore",
+    "FileStore",
+    "HashChainedLedgerStore",
     "InMemoryArtifactStore",
     "InMemoryLedgerStore",
     "InMemoryRunStore",
     "InMemorySnapshotStore",
+    "JsonFileRunStore",
+    "JsonSnapshotStore",
+    "JsonlLedgerStore",
     "LedgerHead",
+    "LedgerStore",
     "MemoryStore",
+    "PairedStore",
+    "QueryableRunStore",
     "RunHandle",
+    "RunStore",
+    "Snapshot",
     "SnapshotStore",
     "SqlStore",
     "Store",
+    "verify_ledger_chain",
 ]
 
 
