@@ -1,4 +1,5 @@
-"""Storage backends behind the core's one interface (``core.ports.Store``): memory, or SQL.
+"""Storage backends behind the core's one interface (``core.ports.Store``): memory, or SQL;
+and artifact stores (``FileArtifactStore``: files in the original 0.2's layout).
 
 ``SqlStore`` is imported on first use, so that ``import abstractruntime`` loads no SQL driver
 (SQLAlchemy, asyncpg, aiosqlite, alembic) for users of the in-memory store.
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..core.ports import ArtifactStore, LedgerHead, RunHandle, SnapshotStore, Store
+from .artifact_files import FileArtifactStore
 from .memory import (
     InMemoryArtifactStore,
     InMemoryLedgerStore,
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ArtifactStore",
+    "FileArtifactStore",
     "InMemoryArtifactStore",
     "InMemoryLedgerStore",
     "InMemoryRunStore",
