@@ -59,7 +59,7 @@ async def test_artifacts_of_0003_survive_the_upgrade_and_work_with_the_new_api(
     async with SqlStore(empty_url) as store:
         await store.upgrade()
         artifacts = store.artifacts
-        for artifact_id, (data, content_type) in zip(ids, OLD):
+        for artifact_id, (data, content_type) in zip(ids, OLD, strict=True):
             assert await artifacts.get(artifact_id) == data
             meta = await artifacts.get_metadata(artifact_id)
             assert meta == ArtifactMetadata(
