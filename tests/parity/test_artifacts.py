@@ -630,6 +630,9 @@ async def test_bad_content_tags_and_run_ids_are_refused(store: ArtifactStore) ->
     assert await store.list_all() == []
     assert await store.list_by_run("r\x00") == []
     assert await store.search(content_type="a\x00", tags={"k\x00": "v"}) == []
+    assert await store.search(tags={"n": 1}) == []  # type: ignore[dict-item]
+    assert await store.list_by_run(7) == []  # type: ignore[arg-type]
+    assert await store.delete_by_run(7) == 0  # type: ignore[arg-type]
 
 
 # -- TestComputeArtifactId ---------------------------------------------------------------------

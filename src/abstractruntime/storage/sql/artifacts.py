@@ -205,7 +205,7 @@ class SqlArtifactStore(ArtifactStore):
 
     async def delete_by_run(self, run_id: str) -> int:
         """Delete the run's artifacts and their tags in one transaction; how many."""
-        if unstorable(run_id):
+        if not isinstance(run_id, str) or unstorable(run_id):
             return 0
         store = self._store
         await store._ensure_ready()
@@ -216,8 +216,10 @@ class SqlArtifactStore(ArtifactStore):
 
     async def _select(self, query: Any, *filters: Any) -> list[ArtifactMetadata]:
         flat = [v for f in filters for v in (f if isinstance(f, tuple) else (f,))]
-        if unstorable(*flat):
-            return []  # no stored value holds a NUL, which Postgres refuses to compare
+        if any(not isinstance(v, str) for v in flat if v is not None) or unstorable(*flat):
+            # Stored values are strings without NUL: nothing else can match (and Postgres
+            # refuses to compare a NUL or a number with text).
+            return []
         store = self._store
         await store._ensure_ready()
         async with store._reaching("cannot read"), store.engine.connect() as conn:
