@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from abstractruntime import (
     Artifact,
@@ -38,6 +40,7 @@ from abstractruntime import (
     is_artifact_ref,
     resolve_artifact,
 )
+from abstractruntime.core.artifacts import MAX_TAG_LENGTH, is_artifact_id
 from abstractruntime.storage import InMemoryLedgerStore, InMemoryRunStore, SqlStore
 
 FIXTURE = Path(__file__).parent / "fixtures" / "original_artifacts"
@@ -633,6 +636,51 @@ async def test_bad_content_tags_and_run_ids_are_refused(store: ArtifactStore) ->
     assert await store.search(tags={"n": 1}) == []  # type: ignore[dict-item]
     assert await store.list_by_run(7) == []  # type: ignore[arg-type]
     assert await store.delete_by_run(7) == 0  # type: ignore[arg-type]
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    artifact_id=st.text(max_size=260) | st.from_regex(r"[A-Za-z0-9_-]{1,250}", fullmatch=True),
+    key=st.text(max_size=260),
+    value=st.text(st.characters(), max_size=260),
+    content=st.binary(max_size=300),
+)
+@example(artifact_id="..", key="k", value="v", content=b"x")
+@example(artifact_id="ok", key="\ud800", value="v", content=b"x")
+@example(artifact_id="ok", key="k", value="lone \udfff", content=b"x")
+@example(artifact_id="ok-" + "z" * 247, key="ü" * 255, value="💥" * 255, content=b"")
+async def test_hostile_ids_and_tags_round_trip_or_are_refused(
+    store: ArtifactStore, artifact_id: str, key: str, value: str, content: bytes
+) -> None:
+    """Any id and tag either round-trips exactly (and is found by its tag) or is refused with
+    ``InvalidArgumentError`` naming what is wrong, on every store."""
+
+    def storable(text: str) -> bool:
+        if len(text) > MAX_TAG_LENGTH or "\x00" in text:
+            return False
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+
+    valid = is_artifact_id(artifact_id) and storable(key) and storable(value)
+    try:
+        meta = await store.store(content, artifact_id=artifact_id, tags={key: value}, run_id="r")
+    except InvalidArgumentError as exc:
+        assert not valid
+        assert "artifact_id" in str(exc) or "tag" in str(exc)
+        return
+    assert valid
+    assert await store.load(artifact_id) == Artifact(meta, content)
+    assert artifact_id in [m.artifact_id for m in await store.search(tags={key: value})]
+    assert artifact_id in [m.artifact_id for m in await store.list_by_run("r")]
 
 
 # -- TestComputeArtifactId ---------------------------------------------------------------------

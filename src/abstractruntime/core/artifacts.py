@@ -202,6 +202,12 @@ def _check_text(what: str, value: Any, limit: int, *, empty: bool = True) -> str
         raise InvalidArgumentError(f"{what} must be a string, got {type(value).__name__}")
     if "\x00" in value:
         raise InvalidArgumentError(f"{what} {value!r} holds a NUL character, which no store keeps")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidArgumentError(
+            f"{what} {value!r} is not valid unicode (a lone surrogate), which no store keeps"
+        ) from exc
     if len(value) > limit or (not empty and not value):
         raise InvalidArgumentError(
             f"{what} must have {0 if empty else 1} to {limit} characters, got {len(value)}"
