@@ -874,6 +874,8 @@ class _DictStore(ArtifactStore):
 
 async def test_a_store_with_only_the_abstract_methods_gets_the_rest() -> None:
     store = _DictStore()
+    assert isinstance(store, ArtifactStore) and isinstance(InMemoryArtifactStore(), ArtifactStore)
+    assert issubclass(FileArtifactStore, ArtifactStore) and not isinstance(object(), ArtifactStore)
     meta = await store.store_json({"a": 1}, run_id="r", tags={"k": "v"})
     assert await store.load_json(meta.artifact_id) == {"a": 1}
     assert [m.artifact_id for m in await store.search(tags={"k": "v"})] == [meta.artifact_id]

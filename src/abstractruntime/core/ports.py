@@ -104,13 +104,15 @@ class SnapshotStore(Protocol):
         ...
 
 
+@runtime_checkable
 class ArtifactStore(Protocol):
     """Artifacts (``store.artifacts``): the original AbstractRuntime's ``ArtifactStore``, async.
 
     A store implements the seven abstract methods (``store``, ``load``, ``get_metadata``,
     ``exists``, ``delete``, ``list_by_run``, ``list_all``); the others have default bodies made
     of them, which a subclass inherits (``class MyStore(ArtifactStore)``) and a backend overrides
-    where it can do better (the SQL store filters in SQL). Ids: see ``core.artifacts``. Every
+    where it can do better (the SQL store filters in SQL). ``isinstance(x, ArtifactStore)``
+    works, as it did on the original's abstract class. Ids: see ``core.artifacts``. Every
     method refuses a malformed id with ``InvalidArgumentError`` (a ``ValueError``).
     """
 
