@@ -5,11 +5,20 @@ Importing this package never imports the optional ``abstractcore`` extra.
 
 from __future__ import annotations
 
-from .core.artifacts import artifact_ref, get_artifact_id, is_artifact_ref, resolve_artifact
+from .core.artifacts import (
+    Artifact,
+    ArtifactMetadata,
+    artifact_ref,
+    compute_artifact_id,
+    get_artifact_id,
+    is_artifact_ref,
+    resolve_artifact,
+)
 from .core.config import RuntimeConfig
 from .core.effects import EffectOutcome
 from .core.identity import ActorFingerprint
 from .core.ledger import verify_ledger_chain
+from .core.memory import InMemoryArtifactStore
 from .core.models import (
     Effect,
     EffectType,
@@ -28,7 +37,7 @@ from .core.policy import (
     RetryPolicy,
     compute_idempotency_key,
 )
-from .core.ports import QueryableRunStore
+from .core.ports import ArtifactStore, QueryableRunStore
 from .core.registry import WorkflowRegistry
 from .core.runtime import Runtime
 from .core.snapshot import Snapshot
@@ -51,20 +60,26 @@ from .errors import (
     WaitKeyMismatchError,
 )
 from .scheduler import ScheduledRuntime, Scheduler, SchedulerStats, create_scheduled_runtime
+from .storage.artifact_files import FileArtifactStore
 from .storage.files import JsonFileRunStore, JsonlLedgerStore, JsonSnapshotStore
 from .storage.ledger_chain import HashChainedLedgerStore
 
 __all__ = [
     "AbstractRuntimeError",
     "ActorFingerprint",
+    "Artifact",
+    "ArtifactMetadata",
     "ArtifactNotFoundError",
+    "ArtifactStore",
     "ConcurrentUpdateError",
     "DefaultEffectPolicy",
     "Effect",
     "EffectOutcome",
     "EffectPolicy",
     "EffectType",
+    "FileArtifactStore",
     "HashChainedLedgerStore",
+    "InMemoryArtifactStore",
     "InvalidArgumentError",
     "InvalidWorkflowError",
     "JsonFileRunStore",
@@ -99,6 +114,7 @@ __all__ = [
     "WorkflowRegistry",
     "WorkflowSpec",
     "artifact_ref",
+    "compute_artifact_id",
     "compute_idempotency_key",
     "create_scheduled_runtime",
     "get_artifact_id",

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from abstractruntime import (
     ArtifactNotFoundError,
+    InvalidArgumentError,
     RunState,
     RunStatus,
     SerializationError,
@@ -235,9 +236,9 @@ async def test_unknown_and_malformed_artifact_ids(store: Any) -> None:
     assert await store.artifacts.info(unknown) is None
     assert await store.artifacts.exists(unknown) is False
     assert await store.artifacts.delete(unknown) is False
-    with pytest.raises(ValueError, match="not an artifact id"):
+    with pytest.raises(InvalidArgumentError, match="Invalid artifact_id"):
         await store.artifacts.get("../../etc/passwd")
-    with pytest.raises(ValueError, match="content_type"):
+    with pytest.raises(InvalidArgumentError, match="content_type"):
         await store.artifacts.put(b"x", content_type="")
     with pytest.raises(TypeError, match="bytes"):
         await store.artifacts.put("text")
@@ -251,11 +252,13 @@ async def test_delete_artifact(store: Any) -> None:
         await store.artifacts.get(artifact_id)
 
 
-async def test_resolve_artifact_reads_refs_and_passes_other_values(store: Any) -> None:
-    artifact_id = await store.artifacts.put(b"report")
+async def test_resolve_artifact_loads_refs_and_gives_none_for_other_values(store: Any) -> None:
+    artifact_id = await store.artifacts.put(b"report", content_type="text/plain")
     vars = {"report": artifact_ref(artifact_id), "small": {"x": 1}}
-    assert await resolve_artifact(vars["report"], store.artifacts) == b"report"
-    assert await resolve_artifact(vars["small"], store.artifacts) == {"x": 1}
+    artifact = await resolve_artifact(vars["report"], store.artifacts)
+    assert (artifact.content, artifact.content_type) == (b"report", "text/plain")
+    assert await resolve_artifact(vars["small"], store.artifacts) is None
+    assert await resolve_artifact(artifact_ref("gone"), store.artifacts) is None
 
 
 async def test_altered_artifact_is_reported_not_returned(db_url: str) -> None:

@@ -194,7 +194,7 @@ async def test_runtime_accessors_and_setters(stores: dict[str, Any]) -> None:
     registry = WorkflowRegistry([APPROVAL])
     rt.set_workflow_registry(registry)
     assert rt.workflow_registry is registry
-    assert rt.artifact_store is not None  # the store's own, until one is set
+    assert rt.artifact_store is None and rt.store.artifacts is not None  # as the original
     marker = object()
     rt.set_artifact_store(marker)
     assert rt.artifact_store is marker

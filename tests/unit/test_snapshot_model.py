@@ -8,6 +8,7 @@ import hashlib
 import pytest
 
 from abstractruntime import (
+    InvalidArgumentError,
     RunState,
     RunStatus,
     Snapshot,
@@ -84,22 +85,26 @@ def test_matches_is_the_filter_of_list() -> None:
 
 
 def test_artifact_refs() -> None:
-    artifact_id = hashlib.sha256(b"x").hexdigest()
-    ref = artifact_ref(artifact_id)
-    assert ref == {"$artifact": artifact_id}
-    assert is_artifact_ref(ref) and get_artifact_id(ref) == artifact_id
-    for value in ({"$artifact": "abc"}, {"$artifact": artifact_id.upper()}, artifact_id, None, {}):
+    for artifact_id in (hashlib.sha256(b"x").hexdigest(), "abc", "my-report_2", "A" * 250):
+        ref = artifact_ref(artifact_id)
+        assert ref == {"$artifact": artifact_id}
+        assert is_artifact_ref(ref) and get_artifact_id(ref) == artifact_id
+    bad = ("", "../x", "a.b", "a/b", "a b", "x\n", "é", "A" * 251, 7, None)
+    for value in (*({"$artifact": b} for b in bad), "abc", None, {}):
         assert not is_artifact_ref(value)
-    with pytest.raises(ValueError, match="not an artifact id"):
-        artifact_ref("abc")
-    with pytest.raises(ValueError, match="not an artifact reference"):
+    for artifact_id in bad[1:]:
+        with pytest.raises(InvalidArgumentError, match="Invalid artifact_id"):
+            artifact_ref(artifact_id)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="cannot be empty"):
+        artifact_ref("")
+    with pytest.raises(InvalidArgumentError, match="not an artifact reference"):
         get_artifact_id({"x": 1})
 
 
 async def test_resolve_artifact_in_memory() -> None:
     store = InMemoryArtifactStore()
     ref = artifact_ref(await store.put(b"payload"))
-    assert await resolve_artifact(ref, store) == b"payload"
-    assert await resolve_artifact("inline", store) == "inline"
-    with pytest.raises(KeyError):
-        await resolve_artifact(artifact_ref("f" * 64), store)
+    artifact = await resolve_artifact(ref, store)
+    assert artifact is not None and artifact.content == b"payload"
+    assert await resolve_artifact("inline", store) is None
+    assert await resolve_artifact(artifact_ref("f" * 64), store) is None

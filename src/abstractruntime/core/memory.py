@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -27,15 +27,23 @@ from ..errors import (
 )
 from .artifacts import (
     DEFAULT_CONTENT_TYPE,
-    ArtifactInfo,
+    Artifact,
+    ArtifactMetadata,
     check_artifact_id,
+    check_content,
     check_content_type,
+    check_run_id,
+    check_tags,
     compute_artifact_id,
+    content_sha256,
+    new_metadata,
+    newest_first,
+    oldest_first,
 )
 from .kernel import due_at
 from .ledger import chain_records
 from .models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
-from .ports import LedgerHead, RunHandle
+from .ports import ArtifactStore, LedgerHead, RunHandle
 from .serde import canonical_json, decode, encode, to_utc, utc_now
 from .snapshot import Snapshot
 
@@ -260,32 +268,63 @@ class InMemorySnapshotStore:
         return found if limit is None else found[: max(limit, 0)]
 
 
-class InMemoryArtifactStore:
-    """Content-addressed artifacts kept in this process's memory."""
+class InMemoryArtifactStore(ArtifactStore):
+    """Artifacts kept in this process's memory (see ``core.ports.ArtifactStore``).
+
+    What is read back is a copy of the metadata (the content is immutable ``bytes``), so a
+    caller's edit never changes what is stored.
+    """
 
     def __init__(self) -> None:
-        self._blobs: dict[str, tuple[bytes, ArtifactInfo]] = {}
+        self._blobs: dict[str, Artifact] = {}
+
+    async def store(
+        self,
+        content: bytes,
+        *,
+        content_type: str = DEFAULT_CONTENT_TYPE,
+        run_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        artifact_id: str | None = None,
+    ) -> ArtifactMetadata:
+        """Store ``content`` (replacing what the id held); returns its metadata."""
+        content = check_content(content)
+        if artifact_id is None:
+            artifact_id = compute_artifact_id(content)
+        meta = new_metadata(
+            check_artifact_id(artifact_id),
+            content,
+            check_content_type(content_type),
+            check_run_id(run_id),
+            check_tags(tags),
+        )
+        self._blobs[artifact_id] = Artifact(meta, content)
+        return meta.copy()
 
     async def put(self, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> str:
-        """Store ``data`` unless already stored; returns its id (its SHA-256)."""
+        """Store ``data`` unless already stored; returns its id (its whole SHA-256)."""
         check_content_type(content_type)
-        artifact_id = compute_artifact_id(data)
+        artifact_id = content_sha256(data)
         if artifact_id not in self._blobs:
-            info = ArtifactInfo(artifact_id, content_type, len(data), utc_now())
-            self._blobs[artifact_id] = (bytes(data), info)
+            await self.store(data, content_type=content_type, artifact_id=artifact_id)
         return artifact_id
+
+    async def load(self, artifact_id: str) -> Artifact | None:
+        """The artifact, or None when unknown."""
+        found = self._blobs.get(check_artifact_id(artifact_id))
+        return None if found is None else Artifact(found.metadata.copy(), found.content)
 
     async def get(self, artifact_id: str) -> bytes:
         """The content; ``ArtifactNotFoundError`` when unknown."""
         found = self._blobs.get(check_artifact_id(artifact_id))
         if found is None:
             raise ArtifactNotFoundError(artifact_id)
-        return found[0]
+        return found.content
 
-    async def info(self, artifact_id: str) -> ArtifactInfo | None:
-        """Content type, size and creation time, or None when unknown."""
+    async def get_metadata(self, artifact_id: str) -> ArtifactMetadata | None:
+        """The metadata, or None when unknown."""
         found = self._blobs.get(check_artifact_id(artifact_id))
-        return None if found is None else found[1]
+        return None if found is None else found.metadata.copy()
 
     async def exists(self, artifact_id: str) -> bool:
         """Whether it is stored."""
@@ -294,6 +333,16 @@ class InMemoryArtifactStore:
     async def delete(self, artifact_id: str) -> bool:
         """Delete it; whether it existed."""
         return self._blobs.pop(check_artifact_id(artifact_id), None) is not None
+
+    async def list_by_run(self, run_id: str) -> list[ArtifactMetadata]:
+        """The run's artifacts, oldest first."""
+        return oldest_first(
+            a.metadata.copy() for a in self._blobs.values() if a.metadata.run_id == run_id
+        )
+
+    async def list_all(self, *, limit: int | None = 1000) -> list[ArtifactMetadata]:
+        """Every artifact, newest first, at most ``limit``."""
+        return [m.copy() for m in newest_first((a.metadata for a in self._blobs.values()), limit)]
 
 
 class MemoryStore:
@@ -314,7 +363,7 @@ class MemoryStore:
         self.ledger_store = ledger_store if ledger_store is not None else InMemoryLedgerStore()
         #: Snapshots of the runs (``Runtime.restore_snapshot`` / ``fork_snapshot`` use them).
         self.snapshots = snapshot_store if snapshot_store is not None else InMemorySnapshotStore()
-        #: Content-addressed artifacts.
+        #: Artifacts (``core.ports.ArtifactStore``).
         self.artifacts = artifact_store if artifact_store is not None else InMemoryArtifactStore()
 
     def _get(self, run_id: str) -> _StoredRun:

@@ -18,20 +18,30 @@ needs. Those interfaces are here too, made async; ``Runtime(run_store=..., ledge
 drives any such pair through ``core.paired.PairedStore``, which implements ``Store`` over it.
 
 Next to runs, a store holds snapshots (``store.snapshots``, a ``SnapshotStore``) and
-content-addressed artifacts (``store.artifacts``, an ``ArtifactStore``), and streams ledgers for
+artifacts (``store.artifacts``, an ``ArtifactStore``), and streams ledgers for
 verification (``iter_ledger``, ``scan_ledgers``) without loading them whole.
 """
 
 from __future__ import annotations
 
 import builtins
+import json
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from .artifacts import DEFAULT_CONTENT_TYPE, ArtifactInfo
+from ..errors import ArtifactNotFoundError
+from .artifacts import (
+    DEFAULT_CONTENT_TYPE,
+    Artifact,
+    ArtifactInfo,
+    ArtifactMetadata,
+    content_sha256,
+    matches,
+    newest_first,
+)
 from .models import RunState, RunStatus, StepRecord, WaitReason
 from .snapshot import Snapshot
 
@@ -100,30 +110,166 @@ class SnapshotStore(Protocol):
         ...
 
 
+@runtime_checkable
 class ArtifactStore(Protocol):
-    """Content-addressed bytes (``store.artifacts``): the id is the SHA-256 of the content."""
+    """Artifacts (``store.artifacts``): the original AbstractRuntime's ``ArtifactStore``, async.
 
-    async def put(self, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> str:
-        """Store ``data`` unless it is already stored; returns its id.
+    A store implements the seven abstract methods (``store``, ``load``, ``get_metadata``,
+    ``exists``, ``delete``, ``list_by_run``, ``list_all``); the others have default bodies made
+    of them, which a subclass inherits (``class MyStore(ArtifactStore)``) and a backend overrides
+    where it can do better (the SQL store filters in SQL). ``isinstance(x, ArtifactStore)``
+    works, as it did on the original's abstract class. Ids: see ``core.artifacts``. Every
+    method refuses a malformed id with ``InvalidArgumentError`` (a ``ValueError``).
+    """
 
-        Safe against concurrent puts of the same bytes (one copy is kept; the first
-        ``content_type`` wins).
+    @abstractmethod
+    async def store(
+        self,
+        content: bytes,
+        *,
+        content_type: str = DEFAULT_CONTENT_TYPE,
+        run_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        artifact_id: str | None = None,
+    ) -> ArtifactMetadata:
+        """Store ``content`` and return its metadata.
+
+        The id is ``artifact_id``, else ``compute_artifact_id(content)`` (the original's
+        content address). An artifact already stored under the id is replaced, metadata
+        included (``created_at`` becomes now), as in the original.
         """
         ...
 
-    async def get(self, artifact_id: str) -> bytes:
-        """The content; ``ArtifactNotFoundError`` (a ``KeyError``) when unknown."""
+    @abstractmethod
+    async def load(self, artifact_id: str) -> Artifact | None:
+        """The artifact (content and metadata), or None when unknown."""
         ...
 
-    async def info(self, artifact_id: str) -> ArtifactInfo | None:
-        """Content type, size and creation time, or None when unknown."""
+    @abstractmethod
+    async def get_metadata(self, artifact_id: str) -> ArtifactMetadata | None:
+        """The metadata without the content, or None when unknown."""
         ...
 
+    @abstractmethod
     async def exists(self, artifact_id: str) -> bool: ...
 
+    @abstractmethod
     async def delete(self, artifact_id: str) -> bool:
         """Delete it; whether it existed. References to it in runs are not checked."""
         ...
+
+    @abstractmethod
+    async def list_by_run(self, run_id: str) -> list[ArtifactMetadata]:
+        """The run's artifacts, oldest first."""
+        ...
+
+    @abstractmethod
+    async def list_all(self, *, limit: int | None = 1000) -> list[ArtifactMetadata]:
+        """Every artifact, newest first, at most ``limit`` (None: no limit)."""
+        ...
+
+    async def delete_by_run(self, run_id: str) -> int:
+        """Delete the run's artifacts; how many were deleted."""
+        deleted = 0
+        for meta in await self.list_by_run(run_id):
+            if await self.delete(meta.artifact_id):
+                deleted += 1
+        return deleted
+
+    async def search(
+        self,
+        *,
+        run_id: str | None = None,
+        content_type: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        limit: int | None = 1000,
+    ) -> list[ArtifactMetadata]:
+        """Artifacts passing every given filter, newest first, at most ``limit``.
+
+        A metadata filter, not semantic search: ``content_type`` is equal, every one of ``tags``
+        is there with an equal value (case-sensitive). Unlike the original, which without a
+        ``run_id`` filtered only the newest ``limit`` artifacts, the limit applies after the
+        filter.
+        """
+        if run_id is not None:
+            candidates = await self.list_by_run(run_id)
+        else:
+            candidates = await self.list_all(limit=None)
+        found = [m for m in candidates if matches(m, content_type=content_type, tags=tags)]
+        return newest_first(found, limit)
+
+    async def store_text(
+        self,
+        text: str,
+        *,
+        content_type: str = "text/plain",
+        encoding: str = "utf-8",
+        run_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        artifact_id: str | None = None,
+    ) -> ArtifactMetadata:
+        """Store text, encoded."""
+        return await self.store(
+            text.encode(encoding),
+            content_type=content_type,
+            run_id=run_id,
+            tags=tags,
+            artifact_id=artifact_id,
+        )
+
+    async def store_json(
+        self,
+        data: Any,
+        *,
+        run_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        artifact_id: str | None = None,
+    ) -> ArtifactMetadata:
+        """Store JSON-serialisable data as compact UTF-8 JSON, as the original did (so the same
+        data gets the same id)."""
+        content = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return await self.store(
+            content,
+            content_type="application/json",
+            run_id=run_id,
+            tags=tags,
+            artifact_id=artifact_id,
+        )
+
+    async def load_text(self, artifact_id: str, encoding: str = "utf-8") -> str | None:
+        """The content decoded as text, or None when unknown."""
+        artifact = await self.load(artifact_id)
+        return None if artifact is None else artifact.as_text(encoding)
+
+    async def load_json(self, artifact_id: str) -> Any | None:
+        """The content parsed as JSON, or None when unknown."""
+        artifact = await self.load(artifact_id)
+        return None if artifact is None else artifact.as_json()
+
+    # -- ours: content-addressed bytes --------------------------------------------------------
+
+    async def put(self, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> str:
+        """Store ``data`` unless it is already stored; returns its id, its whole SHA-256.
+
+        The first ``content_type`` wins; the SQL store also keeps one copy when concurrent puts
+        of the same bytes race.
+        """
+        artifact_id = content_sha256(data)
+        if not await self.exists(artifact_id):
+            await self.store(data, content_type=content_type, artifact_id=artifact_id)
+        return artifact_id
+
+    async def get(self, artifact_id: str) -> bytes:
+        """The content; ``ArtifactNotFoundError`` (a ``KeyError``) when unknown."""
+        artifact = await self.load(artifact_id)
+        if artifact is None:
+            raise ArtifactNotFoundError(artifact_id)
+        return artifact.content
+
+    async def info(self, artifact_id: str) -> ArtifactInfo | None:
+        """Content type, size and creation time, or None when unknown."""
+        meta = await self.get_metadata(artifact_id)
+        return None if meta is None else meta.info()
 
 
 @runtime_checkable

@@ -159,8 +159,9 @@ class Runtime:
 
     @property
     def artifact_store(self) -> Any:
-        """The artifact store: the one given or set, else the store's own (``store.artifacts``)."""
-        return self._artifact_store if self._artifact_store is not None else self.store.artifacts
+        """The artifact store given to the constructor or set, else None (as in the original;
+        ``store.artifacts`` is always there)."""
+        return self._artifact_store
 
     def set_artifact_store(self, store: Any) -> None:
         """Use ``store`` for artifacts from now on (``artifact_store``)."""

@@ -2,8 +2,9 @@
 
 The original 0.2's interfaces (``RunStore``, ``LedgerStore``, ``QueryableRunStore``) and file
 stores (``JsonFileRunStore``, ``JsonlLedgerStore``, ``JsonSnapshotStore``,
-``HashChainedLedgerStore``) are here too; ``Runtime(run_store=..., ledger_store=...)`` drives
-any such pair (``PairedStore``, or the crash-safe ``FileStore`` for the file pair).
+``HashChainedLedgerStore``, ``FileArtifactStore``) are here too; ``Runtime(run_store=...,
+ledger_store=...)`` drives any such pair (``PairedStore``, or the crash-safe ``FileStore`` for
+the file pair).
 
 ``SqlStore`` is imported on first use, so that ``import abstractruntime`` loads no SQL driver
 (SQLAlchemy, asyncpg, aiosqlite, alembic) for users of the in-memory store.
@@ -26,6 +27,7 @@ from ..core.ports import (
     Store,
 )
 from ..core.snapshot import Snapshot
+from .artifact_files import FileArtifactStore
 from .files import FileStore, JsonFileRunStore, JsonlLedgerStore, JsonSnapshotStore
 from .ledger_chain import HashChainedLedgerStore
 from .memory import (
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ArtifactStore",
+    "FileArtifactStore",
     "FileStore",
     "HashChainedLedgerStore",
     "InMemoryArtifactStore",

@@ -11,8 +11,8 @@ numbers and break the byte-exact record that ``record_hash`` covers). The column
 are projections for indexes: status and wait time for the scheduler, wait key for events, parent
 run for subworkflows, lease columns for multi-worker claims.
 
-Snapshots (with their tags in a table of their own, for an indexed filter) and content-addressed
-artifacts have their tables too. Every name stays within Postgres' 63 characters.
+Snapshots and artifacts have their tables too, each with its tags in a table of their own for
+an indexed filter. Every name stays within Postgres' 63 characters.
 """
 
 from __future__ import annotations
@@ -165,10 +165,40 @@ snapshot_tags = sa.Table(
 artifacts = sa.Table(
     "abstractruntime_artifacts",
     metadata,
-    # SHA-256 of the content: storing the same bytes twice stores them once.
-    sa.Column("artifact_id", sa.String(64), primary_key=True),
+    # core.artifacts: the content's SHA-256 (put), its first 32 hex digits (store), or an id the
+    # caller chose; 1 to 250 letters, digits, '-' or '_'.
+    sa.Column("artifact_id", sa.String(255), primary_key=True),
     sa.Column("content_type", sa.String(255), nullable=False),
     sa.Column("size", sa.BigInteger(), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("data", sa.LargeBinary(), nullable=False),
+    # The run it belongs to. No foreign key: an artifact may outlive its run, as a snapshot does.
+    sa.Column("run_id", sa.String(_LENGTH["run_id"]), nullable=True),
+    # As given; artifact_tags holds them again, one row each, for the filter.
+    sa.Column("tags", sa.JSON(), nullable=False),
+    # SHA-256 of ``data``, whatever the id, so a read can tell altered bytes.
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Index(None, "run_id", "created_at"),
+    sa.Index(None, "created_at"),
+    sa.Index(None, "content_type", "created_at"),
+)
+
+artifact_tags = sa.Table(
+    "abstractruntime_artifact_tags",
+    metadata,
+    sa.Column(
+        "artifact_id",
+        sa.String(255),
+        sa.ForeignKey(
+            artifacts.c.artifact_id,
+            ondelete="CASCADE",
+            # Named by hand: the convention's name is longer than Postgres' 63 characters.
+            name="fk_abstractruntime_artifact_tags_artifact_id",
+        ),
+        primary_key=True,
+    ),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("value", sa.String(255), nullable=False),
+    # ``search(tags={k: v})``: one index lookup per tag.
+    sa.Index(None, "key", "value", "artifact_id"),
 )

@@ -39,10 +39,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ...core.artifacts import ArtifactMetadata
 from ...core.models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
 from ...core.serde import canonical_json, encode
 from ...core.snapshot import Snapshot, fold
-from .schema import RawJSON, artifacts, ledger, runs, snapshot_tags, snapshots
+from .schema import RawJSON, artifact_tags, artifacts, ledger, runs, snapshot_tags, snapshots
 
 #: Channel of the NOTIFY sent when a run becomes due; idle Postgres workers LISTEN on it.
 NOTIFY_CHANNEL = "abstractruntime_due"
@@ -621,6 +622,25 @@ def list_snapshots_query(
 
 # Artifacts
 
+#: Every column but the content: what metadata reads select.
+_ARTIFACT_META = tuple(column for column in artifacts.columns if column.name != "data")
+
+
+def artifact_values(
+    meta: ArtifactMetadata, data: bytes, sha256: str, created_at: datetime
+) -> dict[str, Any]:
+    """An artifact's row (its tags go to ``artifact_tags`` too)."""
+    return {
+        "artifact_id": meta.artifact_id,
+        "content_type": meta.content_type,
+        "size": meta.size_bytes,
+        "created_at": created_at,
+        "data": data,
+        "run_id": meta.run_id,
+        "tags": dict(meta.tags),
+        "sha256": sha256,
+    }
+
 
 def insert_artifact_if_absent(dialect: str, values: dict[str, Any]) -> sa.Insert:
     """Insert the artifact unless a row with its id exists (race-safe on both dialects)."""
@@ -632,15 +652,34 @@ def insert_artifact_if_absent(dialect: str, values: dict[str, Any]) -> sa.Insert
     )
 
 
-def artifact_data_query(artifact_id: str) -> sa.Select[Any]:
-    return sa.select(artifacts.c.data).where(artifacts.c.artifact_id == artifact_id)
-
-
-def artifact_info_query(artifact_id: str) -> sa.Select[Any]:
-    """Everything but the content."""
-    return sa.select(*(column for column in artifacts.columns if column.name != "data")).where(
-        artifacts.c.artifact_id == artifact_id
+def upsert_artifact(dialect: str, values: dict[str, Any]) -> sa.Insert:
+    """Insert the artifact or replace every column of the row with its id. On Postgres the row
+    stays locked until the commit, so concurrent stores of one id replace its tags in turn."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(artifacts).values(values)
+    return statement.on_conflict_do_update(
+        index_elements=[artifacts.c.artifact_id],
+        set_={name: statement.excluded[name] for name in values if name != "artifact_id"},
     )
+
+
+def delete_artifact_tags(artifact_id: str) -> sa.Delete:
+    return artifact_tags.delete().where(artifact_tags.c.artifact_id == artifact_id)
+
+
+def insert_artifact_tags() -> sa.Insert:
+    """Parameters: one ``{"artifact_id", "key", "value"}`` per tag (an executemany)."""
+    return artifact_tags.insert()
+
+
+def artifact_query(artifact_id: str) -> sa.Select[Any]:
+    """The whole row."""
+    return sa.select(*artifacts.columns).where(artifacts.c.artifact_id == artifact_id)
+
+
+def artifact_meta_query(artifact_id: str) -> sa.Select[Any]:
+    """Everything but the content."""
+    return sa.select(*_ARTIFACT_META).where(artifacts.c.artifact_id == artifact_id)
 
 
 def artifact_exists_query(artifact_id: str) -> sa.Select[Any]:
@@ -649,6 +688,40 @@ def artifact_exists_query(artifact_id: str) -> sa.Select[Any]:
 
 def delete_artifact(artifact_id: str) -> sa.Delete:
     return artifacts.delete().where(artifacts.c.artifact_id == artifact_id)
+
+
+def search_artifacts_query(
+    *,
+    run_id: str | None = None,
+    content_type: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    limit: int | None = 1000,
+    oldest_first: bool = False,
+) -> sa.Select[Any]:
+    """The metadata of the artifacts passing every given filter (each tag is one lookup in the
+    ``(key, value)`` index), newest first (or oldest first), ties broken by id."""
+    select = sa.select(*_ARTIFACT_META)
+    if run_id is not None:
+        select = select.where(artifacts.c.run_id == run_id)
+    if content_type is not None:
+        select = select.where(artifacts.c.content_type == content_type)
+    for key, value in (tags or {}).items():
+        tagged = sa.select(artifact_tags.c.artifact_id).where(
+            artifact_tags.c.key == key, artifact_tags.c.value == value
+        )
+        select = select.where(artifacts.c.artifact_id.in_(tagged))
+    order = (artifacts.c.created_at, artifacts.c.artifact_id)
+    select = select.order_by(*(order if oldest_first else (c.desc() for c in order)))
+    return select if limit is None else select.limit(max(limit, 0))
+
+
+def delete_run_artifact_tags(run_id: str) -> sa.Delete:
+    of_run = sa.select(artifacts.c.artifact_id).where(artifacts.c.run_id == run_id)
+    return artifact_tags.delete().where(artifact_tags.c.artifact_id.in_(of_run))
+
+
+def delete_run_artifacts(run_id: str) -> sa.Delete:
+    return artifacts.delete().where(artifacts.c.run_id == run_id)
 
 
 # -- the schema and the connections ------------------------------------------------------------

@@ -117,7 +117,7 @@ class SqlStore:
         self._ready_lock = asyncio.Lock()
         #: Snapshots of the runs (``Runtime.restore_snapshot`` / ``fork_snapshot`` use them).
         self.snapshots = SqlSnapshotStore(self)
-        #: Content-addressed artifacts.
+        #: Artifacts (``core.ports.ArtifactStore``).
         self.artifacts = SqlArtifactStore(self)
 
     # -- lifecycle ----------------------------------------------------------------------------
