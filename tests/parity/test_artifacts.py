@@ -307,14 +307,9 @@ async def test_a_directory_the_original_wrote_opens_here(tmp_path: Path) -> None
     assert len(await store.list_all()) == 3
 
 
-ORIGINAL_PYTHON = os.environ.get("ABSTRACTRUNTIME_ORIGINAL_PYTHON")
-
-
-@pytest.mark.skipif(
-    not ORIGINAL_PYTHON,
-    reason="set ABSTRACTRUNTIME_ORIGINAL_PYTHON to a Python with abstractruntime==0.2.0",
-)
-async def test_the_original_reads_a_directory_written_here(tmp_path: Path) -> None:
+async def test_the_original_reads_a_directory_written_here(
+    tmp_path: Path, original_python: str
+) -> None:
     store = FileArtifactStore(tmp_path)
     text = await store.store_text("Grüße", run_id="run-1", tags={"k": "v"})
     chosen = await store.store(b"\x00raw", artifact_id="chosen_id", content_type="x/y")
@@ -330,7 +325,7 @@ async def test_the_original_reads_a_directory_written_here(tmp_path: Path) -> No
         """
     )
     done = subprocess.run(
-        [str(ORIGINAL_PYTHON), "-c", script], capture_output=True, text=True, check=True
+        [str(original_python), "-c", script], capture_output=True, text=True, check=True
     )
     seen = json.loads(done.stdout)
     assert seen[text.artifact_id] == text.to_dict()
@@ -371,6 +366,7 @@ async def test_resolve_nonexistent(store: ArtifactStore) -> None:
 
 # -- TestArtifactRuntimeIntegration (Runtime(artifact_store=...) comes with the runtime's part of
 #    issue #11; these run once it is there) ---------------------------------------------------
+
 
 def test_runtime_has_artifact_store() -> None:
     artifact_store = InMemoryArtifactStore()

@@ -256,8 +256,6 @@ async def test_a_damaged_run_file_is_a_clear_error(directory: Path) -> None:
 
 # -- the original reads what we write ------------------------------------------------------------
 
-ORIGINAL_PYTHON = os.environ.get("ABSTRACTRUNTIME_ORIGINAL_PYTHON")
-
 _ORIGINAL_READER = """
 import json, sys
 from abstractruntime import Runtime
@@ -275,12 +273,7 @@ print(json.dumps({"status": out, "ok": ok, "resumed": state.status.value}))
 """
 
 
-@pytest.mark.skipif(
-    not ORIGINAL_PYTHON,
-    reason="set ABSTRACTRUNTIME_ORIGINAL_PYTHON to a python with abstractruntime==0.2.0 "
-    "(tests/parity/make_fixture.py --keep-venv DIR makes one)",
-)
-async def test_the_original_reads_what_we_write(directory: Path) -> None:
+async def test_the_original_reads_what_we_write(directory: Path, original_python: str) -> None:
     rt = _runtime(directory)
     child = await rt.get_state(IDS["child"])
     assert child.waiting is not None
@@ -289,9 +282,8 @@ async def test_the_original_reads_what_we_write(directory: Path) -> None:
     )
     ours, _ = await rt.run(wf.event())  # ours, waiting: the original resumes it
     await rt.store.close()
-    assert ORIGINAL_PYTHON is not None
     out = subprocess.run(
-        [ORIGINAL_PYTHON, "-c", _ORIGINAL_READER, str(directory), ours],
+        [original_python, "-c", _ORIGINAL_READER, str(directory), ours],
         capture_output=True,
         text=True,
         check=True,
