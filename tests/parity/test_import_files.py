@@ -17,6 +17,7 @@ from abstractruntime import (
     Runtime,
     verify_ledger_chain,
 )
+from abstractruntime.storage.artifact_files import FileArtifactStore
 from abstractruntime.storage.import_files import import_files
 from tests.helpers import cli
 from tests.parity import original_workflows as wf
@@ -53,10 +54,19 @@ async def test_the_originals_directory_imports_with_its_chains(store: Any, direc
         assert head.state.to_dict() == state
     snapshot = await store.snapshots.load(IDS["snapshot"])
     assert snapshot is not None and snapshot.name == "before-answer"
+    assert report.artifacts_imported == [IDS["artifact"]]
+    original = await FileArtifactStore(directory).load(IDS["artifact"])
+    artifact = await store.artifacts.load(IDS["artifact"])
+    assert original is not None and artifact is not None
+    assert artifact.content == original.content
+    assert artifact.metadata.run_id == original.metadata.run_id
+    assert artifact.metadata.tags == original.metadata.tags
+    assert artifact.metadata.content_type == original.metadata.content_type
 
     again = await import_files(store, directory)
     assert again.ok and not again.imported and len(again.skipped) == len(RUNS)
     assert again.snapshots_skipped == [IDS["snapshot"]]
+    assert again.artifacts_skipped == [IDS["artifact"]] and not again.artifacts_imported
 
     # the imported runs go on in the database; a later import still sees them as imported
     rt = Runtime(store=store, workflow_registry=wf.all_workflows())
@@ -69,6 +79,16 @@ async def test_the_originals_directory_imports_with_its_chains(store: Any, direc
     assert state.status is RunStatus.COMPLETED
     third = await import_files(store, directory)
     assert third.ok and len(third.skipped) == len(RUNS)
+
+
+async def test_an_artifact_id_taken_by_other_bytes_is_a_conflict(
+    store: Any, directory: Path
+) -> None:
+    await store.artifacts.store(b"other bytes", artifact_id=IDS["artifact"])
+    report = await import_files(store, directory)
+    assert not report.ok and list(report.artifact_conflicts) == [IDS["artifact"]]
+    kept = await store.artifacts.load(IDS["artifact"])
+    assert kept is not None and kept.content == b"other bytes"  # left as it is
 
 
 async def test_a_broken_chain_refuses_that_run_only(store: Any, directory: Path) -> None:

@@ -44,14 +44,16 @@ async def import_files(args: argparse.Namespace, store: SqlStore) -> int:
     lines = [
         f"imported {len(report.imported)} runs, skipped {len(report.skipped)} already imported; "
         f"snapshots: imported {len(report.snapshots_imported)}, skipped "
-        f"{len(report.snapshots_skipped)}"
+        f"{len(report.snapshots_skipped)}; artifacts: imported "
+        f"{len(report.artifacts_imported)}, skipped {len(report.artifacts_skipped)}"
     ]
-    if not report.imported and not report.snapshots_imported:
+    if not (report.imported or report.snapshots_imported or report.artifacts_imported):
         lines.append("nothing new to import")
     lines += [f"chained {run_id}: its ledger had no hash chain" for run_id in report.chained]
     lines += [f"refused {run_id}: {why}" for run_id, why in report.refused.items()]
     lines += [f"conflict {run_id}: {why}" for run_id, why in report.conflicts.items()]
     lines += [f"conflict snapshot {sid}: {why}" for sid, why in report.snapshot_conflicts.items()]
+    lines += [f"conflict artifact {aid}: {why}" for aid, why in report.artifact_conflicts.items()]
     emit(args, report.to_dict(), "\n".join(lines))
     return EXIT_OK if report.ok else EXIT_BROKEN
 
@@ -74,9 +76,9 @@ def configure_parser(subparsers: Subparsers, common: Parser) -> None:
     down.add_argument("revision", metavar="REV")
     files = actions.add_parser(
         "import-files",
-        help="copy a file-store directory (run_*.json, ledger_*.jsonl, snapshot_*.json) into "
-        "the database, verifying each ledger's hash chain; exit status 1 when a run is refused "
-        "or conflicts",
+        help="copy a file-store directory (run_*.json, ledger_*.jsonl, snapshot_*.json, "
+        "artifacts/) into the database, verifying each ledger's hash chain; exit status 1 when "
+        "a run is refused or anything conflicts",
         parents=[common],
     )
     files.add_argument("directory", metavar="DIR")

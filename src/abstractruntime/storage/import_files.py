@@ -15,7 +15,9 @@ each ``run_<id>.json`` with its ``ledger_<id>.jsonl`` it:
 
 Idempotent: a run already in the target with the same ledger (or one that went on from it) is
 skipped; a run id present with other content is a **conflict**, reported and left untouched.
-Snapshots (``snapshot_<id>.json``) are copied the same way. Artifacts are not imported yet.
+Snapshots (``snapshot_<id>.json``) and artifacts (``artifacts/<id>.bin`` with its ``.meta``:
+content, content type, run id and tags under the same id; the import time becomes their
+``created_at``) are copied the same way.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from ..core.ports import Store
 from ..core.serde import utc_now
 from ..core.snapshot import Snapshot
 from ..errors import RunExistsError, RunNotFoundError
+from .artifact_files import FileArtifactStore
 from .files._io import scan_jsonl
 from .files.ledger import JsonlLedgerStore
 from .files.runs import JsonFileRunStore
@@ -57,11 +60,16 @@ class ImportReport:
     snapshots_imported: list[str] = field(default_factory=list)
     snapshots_skipped: list[str] = field(default_factory=list)
     snapshot_conflicts: dict[str, str] = field(default_factory=dict)
+    artifacts_imported: list[str] = field(default_factory=list)
+    artifacts_skipped: list[str] = field(default_factory=list)
+    artifact_conflicts: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         """Nothing refused and no conflict."""
-        return not (self.refused or self.conflicts or self.snapshot_conflicts)
+        return not (
+            self.refused or self.conflicts or self.snapshot_conflicts or self.artifact_conflicts
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +82,9 @@ class ImportReport:
             "snapshots_imported": self.snapshots_imported,
             "snapshots_skipped": self.snapshots_skipped,
             "snapshot_conflicts": self.snapshot_conflicts,
+            "artifacts_imported": self.artifacts_imported,
+            "artifacts_skipped": self.artifacts_skipped,
+            "artifact_conflicts": self.artifact_conflicts,
         }
 
 
@@ -219,9 +230,33 @@ async def _import_snapshot(store: Store, snapshot: Snapshot, report: ImportRepor
         )
 
 
+async def _import_artifacts(store: Store, directory: Path, report: ImportReport) -> None:
+    files = FileArtifactStore(directory)
+    for meta in await files.list_all(limit=None):
+        artifact = await files.load(meta.artifact_id)
+        if artifact is None:  # deleted meanwhile
+            continue
+        existing = await store.artifacts.load(meta.artifact_id)
+        if existing is None:
+            await store.artifacts.store(
+                artifact.content,
+                content_type=meta.content_type,
+                run_id=meta.run_id,
+                tags=meta.tags,
+                artifact_id=meta.artifact_id,
+            )
+            report.artifacts_imported.append(meta.artifact_id)
+        elif existing.content == artifact.content:
+            report.artifacts_skipped.append(meta.artifact_id)
+        else:
+            report.artifact_conflicts[meta.artifact_id] = (
+                "the database holds an artifact with this id and other content; left as it is"
+            )
+
+
 async def import_files(store: Store, directory: str | Path) -> ImportReport:
-    """Copy the runs, ledgers and snapshots of ``directory`` into ``store`` (see the module
-    docstring). Reading the directory takes no lock: stop the process driving it first, or
+    """Copy the runs, ledgers, snapshots and artifacts of ``directory`` into ``store`` (see the
+    module docstring). Reading the directory takes no lock: stop the process driving it first, or
     what it commits meanwhile may be left out."""
     base = Path(directory)
     if not base.is_dir():
@@ -240,6 +275,7 @@ async def import_files(store: Store, directory: str | Path) -> ImportReport:
     snapshots = await asyncio.to_thread(JsonSnapshotStore(base).scan_sync)
     for snapshot in snapshots:
         await _import_snapshot(store, snapshot, report)
+    await _import_artifacts(store, base, report)
     return report
 
 
