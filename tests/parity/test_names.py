@@ -141,13 +141,6 @@ _KNOWN_MISSING_BY_MODULE: dict[str, list[str]] = {
         ".RequestSender.post: missing",
         ".RequestSender: missing",
     ],
-    "abstractruntime.scheduler.convenience": [
-        ".ScheduledRuntime.runtime: missing",
-        ".ScheduledRuntime.scheduler: missing",
-    ],
-    "abstractruntime.scheduler.scheduler": [
-        ".Scheduler.stats: missing",
-    ],
     "abstractruntime.storage": [
         ".HashChainedLedgerStore: missing",
         ".JsonFileRunStore: missing",
