@@ -1,14 +1,15 @@
 """The original's ``tests/test_scheduler.py``, ported: registry, Scheduler, ScheduledRuntime.
 
 One test per test of AbstractRuntime 0.2.0, with ``await``, on the original's in-memory pair and
-on a SQLite file (``backend``). Where the original slept or edited a stored ``waiting.until`` into
-the past to make a timer due, these tests move a ``FakeClock`` instead: the runtime reads it
-(``RuntimeConfig(clock=...)``) and the scheduler sleeps on it (``Scheduler(wait=...)``).
+on a SQLite file (``backend``). Where the original slept, or edited a stored ``waiting.until``
+into the past, to make a timer due, these tests move a ``FakeClock`` instead: the runtime reads
+it (``RuntimeConfig(clock=...)``) and the scheduler sleeps on it (``Scheduler(wait=...)``). The
+edit itself still works and is tested once, in ``test_callbacks_on_resume``.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -291,8 +292,9 @@ async def test_background_polling_resumes_wait_until(backend: Backend) -> None:
 
 
 async def test_callbacks_on_resume(backend: Backend) -> None:
-    clock = FakeClock()
-    runtime = on_clock(backend, clock)
+    """As the original did: a waiting run's ``waiting.until`` edited into the past (an ISO
+    string, its timestamps' type) and saved through the run store makes the run due."""
+    runtime = Runtime(**backend.kwargs)
     resumed_runs: list[str] = []
     failed_runs: list[tuple[str, str]] = []
     wf = wait_until_workflow(60, "callback_wf")
@@ -303,12 +305,17 @@ async def test_callbacks_on_resume(backend: Backend) -> None:
         on_run_failed=lambda run_id, error: failed_runs.append((run_id, str(error))),
     )
     run_id = await runtime.start(workflow=wf)
-    assert (await runtime.tick(workflow=wf, run_id=run_id)).status is RunStatus.WAITING
+    state = await runtime.tick(workflow=wf, run_id=run_id)
+    assert state.status is RunStatus.WAITING and state.waiting is not None
+    assert await scheduler.poll_once() == 0
 
-    clock.advance(70)
-    await scheduler.poll_once()
+    past = datetime.now(timezone.utc) - timedelta(seconds=10)
+    state.waiting.until = past.isoformat()  # type: ignore[assignment]
+    await runtime.run_store.save(state)
+    assert await scheduler.poll_once() == 1
     assert run_id in resumed_runs
     assert failed_runs == []
+    assert (await runtime.get_state(run_id)).status is RunStatus.COMPLETED
 
 
 # -- ScheduledRuntime -------------------------------------------------------------------------
