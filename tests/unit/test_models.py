@@ -84,6 +84,22 @@ def test_timestamps_are_aware_utc_and_offsets_normalised() -> None:
     assert state.to_dict()["waiting"]["until"] == "2030-01-01T08:00:00+00:00"
 
 
+def test_timestamps_assigned_as_iso_strings_become_datetimes() -> None:
+    """The original's timestamps were ISO strings, and its users assign them."""
+    state = _full_state()
+    state.updated_at = "2025-01-01T02:00:00+02:00"  # type: ignore[assignment]
+    assert state.updated_at == datetime(2025, 1, 1, tzinfo=timezone.utc)
+    assert state.waiting is not None
+    state.waiting.until = "2020-01-01T00:00:00Z"  # type: ignore[assignment]
+    assert state.waiting.until == datetime(2020, 1, 1, tzinfo=timezone.utc)
+    record = StepRecord(run_id="r", step_id="s", node_id="n", status=StepStatus.COMPLETED)
+    record.ended_at = "2020-01-01T00:00:00"  # type: ignore[assignment]  # naive: taken as UTC
+    assert record.ended_at == datetime(2020, 1, 1, tzinfo=timezone.utc)
+    assert RunState.from_dict(state.to_dict()) == state
+    with pytest.raises(ValueError, match="not an ISO-8601 timestamp"):
+        state.created_at = "yesterday"  # type: ignore[assignment]
+
+
 def test_step_plan_and_record_round_trip() -> None:
     plan = StepPlan(
         node_id="n",

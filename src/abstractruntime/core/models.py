@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from .serde import iso, to_utc, utc_now
 
@@ -65,6 +65,19 @@ def _opt_time(value: datetime | str | None) -> datetime | None:
 
 def _opt_iso(value: datetime | None) -> str | None:
     return None if value is None else iso(value)
+
+
+class _IsoTimes:
+    """Timestamp fields stay aware UTC datetimes when an ISO-8601 string is assigned later too
+    (``run.updated_at = "2025-01-01T00:00:00Z"``, ``run.waiting.until = ...``): the original's
+    timestamps were such strings, and its users assign them."""
+
+    _TIMES: ClassVar[frozenset[str]] = frozenset()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, str) and name in self._TIMES:
+            value = to_utc(value)
+        object.__setattr__(self, name, value)
 
 
 @dataclass
@@ -121,8 +134,10 @@ class StepPlan:
 
 
 @dataclass
-class WaitState:
+class WaitState(_IsoTimes):
     """Why and on what a run waits, and where it continues once resumed."""
+
+    _TIMES = frozenset({"until"})
 
     reason: WaitReason
     wait_key: str | None = None
@@ -167,8 +182,10 @@ class WaitState:
 
 
 @dataclass
-class RunState:
+class RunState(_IsoTimes):
     """The durable state of one run: where it is, its variables, and why it waits."""
+
+    _TIMES = frozenset({"created_at", "updated_at"})
 
     run_id: str
     workflow_id: str
@@ -251,8 +268,10 @@ class RunState:
 
 
 @dataclass
-class StepRecord:
+class StepRecord(_IsoTimes):
     """One append-only ledger entry. ``prev_hash``/``record_hash`` chain the run's records."""
+
+    _TIMES = frozenset({"started_at", "ended_at"})
 
     run_id: str
     step_id: str

@@ -271,7 +271,8 @@ class Runtime:
                 )
             if wait_key is not None and waiting.wait_key != wait_key:
                 raise WaitKeyMismatchError(
-                    f"run {run_id!r} waits on {waiting.wait_key!r}, not {wait_key!r}"
+                    f"wait_key mismatch: run {run_id!r} waits on {waiting.wait_key!r}, "
+                    f"not {wait_key!r}"
                 )
             held = _Held(handle)
             await self._commit(held, machine.resume(state, workflow, payload, self.config.clock()))

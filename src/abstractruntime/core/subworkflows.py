@@ -43,8 +43,8 @@ async def start(rt: Runtime, handle: RunHandle, effect: Effect) -> EffectOutcome
     child_wf = rt.workflow_registry.get(workflow_id)
     if child_wf is None:
         return EffectOutcome.failed(
-            f"start_subworkflow: workflow {workflow_id!r} is not registered "
-            "(pass workflow_registry= with it)"
+            f"start_subworkflow: workflow {workflow_id!r} not found in the workflow_registry "
+            "(register it, or pass workflow_registry= with it)"
         )
     child_vars = payload.get("vars") or {}
     if not isinstance(child_vars, Mapping):

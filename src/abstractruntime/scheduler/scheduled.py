@@ -28,6 +28,11 @@ _LOST_RACE = (RunNotWaitingError, WaitKeyMismatchError, RunLeasedError, Concurre
 class ScheduledRuntime:
     """Starts, resumes and inspects runs, while its scheduler wakes the ones whose time came."""
 
+    #: The runtime that starts, drives and resumes the runs (the original's field).
+    runtime: Runtime
+    #: The scheduler that wakes due runs (the original's field).
+    scheduler: Scheduler
+
     def __init__(
         self,
         runtime: Runtime,

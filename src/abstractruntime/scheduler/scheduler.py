@@ -83,6 +83,9 @@ class Scheduler:
             timers, polls and backoffs come due without sleeping.
     """
 
+    #: Counters since the scheduler was made (the original's ``stats``).
+    stats: SchedulerStats
+
     def __init__(
         self,
         runtime: Runtime,
