@@ -71,7 +71,11 @@ async def test_llm_call_completes_with_the_answer_and_sends_the_run_ids(
     assert headers["x-abstractcore-actor-id"] == "alice"
     assert headers["x-abstractcore-session-id"] == "s1"
     assert headers["x-abstractcore-parent-run-id"] == "parent-9"
-    assert headers["x-abstractcore-trace-metadata"] == '{"k":"v"}'
+    # As in the original, the run's ids join the payload's trace metadata.
+    assert headers["x-abstractcore-trace-metadata"] == (
+        '{"k":"v","run_id":"run-1","actor_id":"alice","session_id":"s1",'
+        '"parent_run_id":"parent-9"}'
+    )
 
 
 @pytest.mark.parametrize(
