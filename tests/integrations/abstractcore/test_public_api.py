@@ -9,6 +9,7 @@ import abstractruntime.integrations.abstractcore as integration
 
 # The names API.md fixes for this package.
 CONTRACT = {
+    "AbstractCoreLLMClient",  # the original's protocol (issue #11)
     "RemoteAbstractCoreLLMClient",
     "LocalAbstractCoreLLMClient",
     "MappingToolExecutor",
