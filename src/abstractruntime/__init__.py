@@ -18,7 +18,12 @@ from .core.config import RuntimeConfig
 from .core.effects import EffectOutcome
 from .core.identity import ActorFingerprint
 from .core.ledger import verify_ledger_chain
-from .core.memory import InMemoryArtifactStore
+from .core.memory import (
+    InMemoryArtifactStore,
+    InMemoryLedgerStore,
+    InMemoryRunStore,
+    InMemorySnapshotStore,
+)
 from .core.models import (
     Effect,
     EffectType,
@@ -37,7 +42,7 @@ from .core.policy import (
     RetryPolicy,
     compute_idempotency_key,
 )
-from .core.ports import ArtifactStore, QueryableRunStore
+from .core.ports import ArtifactStore, QueryableRunStore, SnapshotStore
 from .core.registry import WorkflowRegistry
 from .core.runtime import Runtime
 from .core.snapshot import Snapshot
@@ -80,6 +85,9 @@ __all__ = [
     "FileArtifactStore",
     "HashChainedLedgerStore",
     "InMemoryArtifactStore",
+    "InMemoryLedgerStore",
+    "InMemoryRunStore",
+    "InMemorySnapshotStore",
     "InvalidArgumentError",
     "InvalidWorkflowError",
     "JsonFileRunStore",
@@ -104,6 +112,7 @@ __all__ = [
     "SizeLimitError",
     "Snapshot",
     "SnapshotNotFoundError",
+    "SnapshotStore",
     "StepPlan",
     "StepRecord",
     "StepStatus",

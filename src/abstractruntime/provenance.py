@@ -9,7 +9,11 @@ Records are streamed from the store (``Store.scan_ledgers``: one read, a batch o
 time) into a ``LedgerVerifier``, so memory stays flat however long a ledger is and however many
 runs the database holds. Next to the chain itself, each ledger is checked against the length and
 head hash its run recorded when the last step was committed, which catches records deleted from
-the end of a ledger (the one edit the chain alone cannot see).
+the end of a ledger (the one edit the chain alone cannot see). A store that keeps some fields of
+a record in indexed columns beside it (``SqlStore``: ``node_id``, ``status``,
+``idempotency_key``...) streams them too (``scan_ledger_rows``), and a column that disagrees with
+its hashed record is an error (``column_mismatch``): queries read the columns, so a forged one
+must not pass verification.
 
 A report is that of ``verify_ledger_chain`` (``ok``, ``count``, ``errors``, ``first_bad_index``,
 ``head_hash``, ``computed_head_hash``) plus ``run_id`` and ``errors_omitted`` (errors beyond
@@ -20,9 +24,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncGenerator, Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
-from .core.ledger import LedgerVerifier
+from .core.ledger import LedgerRow, LedgerVerifier
 from .core.ports import LedgerHead, Store
 from .errors import RunNotFoundError
 
@@ -33,6 +37,17 @@ PROGRESS_EVERY = 1000
 
 #: Called with the number of records verified so far.
 ProgressCallback = Callable[[int], None]
+
+
+@runtime_checkable
+class IndexedLedgers(Protocol):
+    """A store whose ledger keeps some fields of each record in columns of their own."""
+
+    def scan_ledger_rows(
+        self, run_id: str | None = None
+    ) -> AsyncGenerator[LedgerHead | LedgerRow, None]:
+        """``Store.scan_ledgers``, each record with its columns (a ``LedgerRow``)."""
+        ...
 
 
 async def verify_run(
@@ -77,7 +92,12 @@ async def _verify(
     head: LedgerHead | None = None
     verifier = LedgerVerifier(max_errors=max_errors)
     records = 0
-    async with contextlib.aclosing(store.scan_ledgers(run_id)) as items:
+    scan: AsyncGenerator[LedgerHead | LedgerRow | dict[str, Any], None] = (
+        store.scan_ledger_rows(run_id)
+        if isinstance(store, IndexedLedgers)
+        else store.scan_ledgers(run_id)
+    )
+    async with contextlib.aclosing(scan) as items:
         async for item in items:
             if isinstance(item, LedgerHead):
                 if head is not None:

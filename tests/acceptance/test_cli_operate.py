@@ -145,12 +145,45 @@ async def test_a_tampered_ledger_fails_verification(db_url: str, tmp_path: Path)
     report = json.loads(one.stdout)
     assert report["run_id"] == tampered and report["first_bad_index"] == 2
     assert report["errors"][0]["error"] == "record_hash does not match the record's content"
+    assert report["errors"][0]["type"] == "record_hash_mismatch"
 
     summary = json.loads(
         cli("--json", "ledger", "verify", "--all", cwd=tmp_path, url=db_url).stdout
     )
     assert summary["ok"] is False and summary["runs"] == 2
     assert [(b["run_id"], b["first_bad_index"]) for b in summary["broken"]] == [(tampered, 2)]
+
+
+async def test_a_forged_ledger_column_fails_verification(db_url: str, tmp_path: Path) -> None:
+    """The node_id column edited by hand: the chain of records is intact, but SQL queries see
+    the forged value, so ``ledger verify`` must report it."""
+    ok("demo", cwd=tmp_path, url=db_url)
+    ok("demo", "--answer", "yes", cwd=tmp_path, url=db_url)
+    ok("demo", cwd=tmp_path, url=db_url)  # a second, intact run
+    runs = data("runs", "list", cwd=tmp_path, url=db_url)
+    forged = next(r["run_id"] for r in runs if r["status"] == "completed")
+    shown = data("ledger", "show", forged, cwd=tmp_path, url=db_url)
+    async with SqlStore(db_url) as store, store.engine.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "UPDATE abstractruntime_ledger SET node_id = 'forged' "
+                "WHERE run_id = :run AND seq = 1"
+            ),
+            {"run": forged},
+        )
+
+    result = cli("ledger", "verify", "--all", cwd=tmp_path, url=db_url)
+    assert result.returncode == 1, result.stderr
+    node = shown[1]["node_id"]
+    said = f"column 'node_id' holds 'forged' but the hashed record says {node!r}"
+    assert f"run {forged}: chain BROKEN at index 1: {said}" in result.stdout
+    assert "1 of 2 runs have a broken ledger" in result.stdout
+
+    one = cli("--json", "ledger", "verify", forged, cwd=tmp_path, url=db_url)
+    assert one.returncode == 1
+    [error] = json.loads(one.stdout)["errors"]
+    assert error["type"] == "column_mismatch" and error["index"] == 1
+    assert (error["column"], error["stored"], error["hashed"]) == ("node_id", "forged", node)
 
 
 def _old_sqlite_file(tmp_path: Path) -> str:

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import contextlib
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from abstractruntime import RunNotFoundError, Runtime
+from abstractruntime import RunNotFoundError, Runtime, verify_ledger_chain
 from abstractruntime.core.ledger import compute_record_hash
 from abstractruntime.core.serde import canonical_json, decode
 from abstractruntime.provenance import verify_all, verify_run
 from abstractruntime.storage import SqlStore
 from abstractruntime.storage.sql.schema import RawJSON, ledger, runs
 from tests.workflows import APPROVAL, counter
+
+
+@pytest.fixture
+async def sql_store(db_url: str) -> AsyncIterator[SqlStore]:
+    """A SqlStore on SQLite and on Postgres."""
+    async with SqlStore(db_url) as store:
+        yield store
 
 
 async def _edit_record(store: Any, run_id: str, seq: int, **changes: Any) -> None:
@@ -74,8 +81,75 @@ async def test_an_edited_record_is_reported_at_its_index(store: Any) -> None:
     await _edit_record(store, run_id, 2, node_id="forged")
     report = await verify_run(store, run_id)
     assert report["ok"] is False and report["first_bad_index"] == 2
-    assert [e["index"] for e in report["errors"]] == [2]
-    assert "record_hash does not match" in report["errors"][0]["error"]
+    assert {e["index"] for e in report["errors"]} == {2}
+    first = report["errors"][0]
+    assert "record_hash does not match" in first["error"]
+    assert first["type"] == "record_hash_mismatch"  # the original's code and keys
+    assert (first["stored"], first["computed"]) == (first["actual"], first["expected"])
+    # a SQL ledger keeps node_id in a column too, which now disagrees with the edited record
+    expected = {"record_hash_mismatch"} | ({"column_mismatch"} if _indexed(store) else set())
+    assert {e["type"] for e in report["errors"]} == expected
+
+
+def _indexed(store: Any) -> bool:
+    return isinstance(store, SqlStore)
+
+
+@pytest.mark.parametrize(
+    ("column", "forged"),
+    [
+        ("node_id", "forged"),
+        ("status", "completed_x"),
+        ("idempotency_key", "k" * 32),
+        ("attempt", 7),
+        ("step_id", "f" * 32),
+        ("prev_hash", "0" * 64),
+        ("record_hash", "1" * 64),
+        ("created_at", datetime(2001, 1, 1, tzinfo=timezone.utc)),
+    ],
+)
+async def test_a_forged_column_is_reported(sql_store: SqlStore, column: str, forged: Any) -> None:
+    """Queries read the ledger's columns, not the hashed record: a column edited by hand must
+    not pass verification although the chain of records is intact."""
+    rt = Runtime(store=sql_store)
+    run_id, _ = await rt.run(counter(5))
+    before = (await rt.get_ledger(run_id))[2]
+    if isinstance(forged, datetime) and sql_store.engine.dialect.name == "sqlite":
+        forged = forged.strftime("%Y-%m-%d %H:%M:%S.%f")  # how SQLite holds a timestamp
+    async with sql_store.engine.begin() as conn:
+        await conn.execute(
+            sa.text(
+                f"UPDATE abstractruntime_ledger SET {column} = :value "
+                "WHERE run_id = :run AND seq = 2"
+            ),
+            {"value": forged, "run": run_id},
+        )
+    report = await verify_run(sql_store, run_id)
+    assert report["ok"] is False and report["first_bad_index"] == 2
+    [error] = [e for e in report["errors"] if e["type"] == "column_mismatch"]
+    assert error["index"] == 2 and error["column"] == column
+    if column != "created_at":
+        assert (error["stored"], error["hashed"]) == (forged, before[column])
+    else:
+        assert error["stored"].startswith("2001-01-01T00:00:00")
+        assert error["hashed"] == before["ended_at"]
+    assert (error["actual"], error["expected"]) == (error["stored"], error["hashed"])
+    assert f"column {column!r} holds" in error["error"]
+    # the hashed records themselves are untouched
+    assert verify_ledger_chain(await rt.get_ledger(run_id))["ok"]
+
+
+async def test_a_forged_seq_is_reported(sql_store: SqlStore) -> None:
+    rt = Runtime(store=sql_store)
+    run_id, _ = await rt.run(counter(3))
+    async with sql_store.engine.begin() as conn:  # the last one keeps its place in the order
+        await conn.execute(
+            sa.text("UPDATE abstractruntime_ledger SET seq = 9 WHERE run_id = :run AND seq = 2"),
+            {"run": run_id},
+        )
+    report = await verify_run(sql_store, run_id)
+    [error] = [e for e in report["errors"] if e["type"] == "column_mismatch"]
+    assert (error["index"], error["column"], error["stored"], error["hashed"]) == (2, "seq", 9, 2)
 
 
 async def test_records_deleted_from_the_end_are_caught_by_the_run_head(store: Any) -> None:
@@ -127,7 +201,9 @@ async def test_errors_are_capped_but_the_first_bad_index_is_exact(store: Any) ->
     for seq in range(12):
         await _edit_record(store, run_id, seq, node_id=f"forged{seq}")
     report = await verify_run(store, run_id, max_errors=5)
-    assert len(report["errors"]) == 5 and report["errors_omitted"] == 7
+    # each record: its hash, and on SQL its node_id column that the edit left behind
+    per_record = 2 if _indexed(store) else 1
+    assert len(report["errors"]) == 5 and report["errors_omitted"] == 12 * per_record - 5
     assert report["first_bad_index"] == 0
 
 

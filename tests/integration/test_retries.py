@@ -123,7 +123,7 @@ async def test_the_last_attempt_fails_the_run_with_the_last_error(store: Any) ->
     assert state.status is RunStatus.FAILED and state.waiting is None
     assert state.error is not None
     assert "ConnectionError: connection reset (call 3)" in state.error
-    assert "attempt 3 of 3, giving up" in state.error
+    assert "giving up after 3 attempts" in state.error
     ledger = await rt.get_ledger(run_id)
     assert [(r["status"], r["attempt"]) for r in ledger] == [
         ("failed", 1),
@@ -151,6 +151,26 @@ async def test_failures_that_are_not_retried(
     assert flaky.calls == 1
     assert "giving up" not in (state.error or "")
     assert [r["status"] for r in await rt.get_ledger(run_id)] == ["failed"]
+
+
+async def test_a_failed_outcome_is_retried_unless_it_says_retryable_false(store: Any) -> None:
+    """As in the original: ``EffectOutcome.failed(error)`` gets the policy's attempts; only
+    ``retryable=False`` (a 4xx, a malformed request) makes a failure final at once."""
+    clock, calls = FakeClock(), 0
+
+    def plain(run: RunState, effect: Effect, next_node: str | None) -> EffectOutcome:
+        nonlocal calls
+        calls += 1
+        return EffectOutcome.failed(f"boom {calls}") if calls < 3 else EffectOutcome.completed(1)
+
+    rt = runtime(store, plain, RetryPolicy(llm_max_attempts=3), clock)  # type: ignore[arg-type]
+    run_id, state = await rt.run(llm_agent_step())
+    while state.status is RunStatus.WAITING:
+        clock.advance(60)
+        state = await rt.tick(workflow=llm_agent_step(), run_id=run_id)
+    assert state.status is RunStatus.COMPLETED and calls == 3
+    assert EffectOutcome.failed("x").retryable is True
+    assert EffectOutcome.failed("x", retryable=False).retryable is False
 
 
 async def test_retries_are_per_effect_type(store: Any) -> None:

@@ -24,8 +24,10 @@ from abstractruntime import (
     JsonFileRunStore,
     JsonlLedgerStore,
     JsonSnapshotStore,
+    RunState,
     RunStatus,
     Runtime,
+    StepRecord,
     WaitReason,
     create_scheduled_runtime,
     verify_ledger_chain,
@@ -199,6 +201,22 @@ async def test_a_second_runtime_on_the_same_directory_is_refused(directory: Path
     await first.store.close()
     await second.run(wf.count())
     await second.store.close()
+
+
+async def test_a_ledger_alone_cuts_a_torn_last_line_before_appending(tmp_path: Path) -> None:
+    """JsonlLedgerStore without its run store (e.g. with an in-memory run store): a line whose
+    append never finished is cut, the whole ones before it stay."""
+    ledger = JsonlLedgerStore(tmp_path)
+    run = RunState.new(workflow_id="wf", entry_node="a")
+    first = StepRecord.start(run=run, node_id="a", effect=None).finish_success({"n": 1})
+    await ledger.append(first)
+    path = tmp_path / f"ledger_{run.run_id}.jsonl"
+    with path.open("a", encoding="utf-8") as file:
+        file.write('{"run_id": "torn')  # a writer killed mid-line
+    second = StepRecord.start(run=run, node_id="b", effect=None).finish_success({"n": 2})
+    await ledger.append(second)
+    assert [r["result"] for r in await ledger.list(run.run_id)] == [{"n": 1}, {"n": 2}]
+    assert path.read_text(encoding="utf-8").count("\n") == 2
 
 
 async def test_uncommitted_and_torn_ledger_lines_are_cut(directory: Path) -> None:

@@ -100,7 +100,12 @@ def test_a_waiting_outcome_resumes_at_next_node_with_the_effects_result_key() ->
     ("outcome", "error", "retryable"),
     [
         (EffectOutcome.failed("boom", retryable=True), "effect 'tool_calls' failed: boom", True),
-        (EffectOutcome.failed("boom"), "effect 'tool_calls' failed: boom", False),
+        (EffectOutcome.failed("boom"), "effect 'tool_calls' failed: boom", True),
+        (
+            EffectOutcome.failed("boom", retryable=False),
+            "effect 'tool_calls' failed: boom",
+            False,
+        ),
         ("not an outcome", "returned str, expected an EffectOutcome", False),
         (EffectOutcome(status="waiting"), "waiting outcome without a WaitState", False),
         (EffectOutcome.completed(float("nan")), "node 'a': the result of effect", False),
@@ -171,7 +176,7 @@ def test_the_last_attempt_fails_the_run_and_says_it_gave_up() -> None:
         state, record, TOOL, "timeout", NOW, max_attempts=3, backoff_s=1
     )
     assert done.state.status is RunStatus.FAILED
-    assert done.state.error == "timeout (attempt 3 of 3, giving up)"
+    assert done.state.error == "timeout (giving up after 3 attempts)"
 
 
 def test_retry_of_only_reads_backoff_waits() -> None:

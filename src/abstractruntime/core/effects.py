@@ -28,10 +28,11 @@ class EffectOutcome:
     result: Any = None
     wait: WaitState | None = None
     error: str | None = None
-    #: For a failure: whether another attempt may succeed (a timeout, a 5xx); the effect
-    #: policy decides how many attempts an effect gets. An exception a handler raises counts
-    #: as retryable; a ``failed`` outcome does not unless it says so.
-    retryable: bool = False
+    #: For a failure: whether another attempt may succeed. As in the original AbstractRuntime,
+    #: a failure is retried as the effect policy allows unless it says ``retryable=False`` (a
+    #: 4xx, a malformed payload: the same call would fail the same way); an exception a handler
+    #: raises is retried too.
+    retryable: bool = True
 
     @classmethod
     def completed(cls, result: Any = None) -> EffectOutcome:
@@ -42,7 +43,8 @@ class EffectOutcome:
         return cls(status="waiting", wait=wait)
 
     @classmethod
-    def failed(cls, error: str, *, retryable: bool = False) -> EffectOutcome:
+    def failed(cls, error: str, *, retryable: bool = True) -> EffectOutcome:
+        """A failure, retried per the effect policy unless ``retryable=False``."""
         return cls(status="failed", error=error, retryable=retryable)
 
 
@@ -79,7 +81,9 @@ def _resume_target(effect: Effect, default_next_node: str | None) -> str | None:
 def wait_event(run: RunState, effect: Effect, default_next_node: str | None) -> EffectOutcome:
     wait_key = effect.payload.get("wait_key")
     if not isinstance(wait_key, str) or not wait_key:
-        return EffectOutcome.failed("wait_event requires payload['wait_key'] (a non-empty string)")
+        return EffectOutcome.failed(
+            "wait_event requires payload['wait_key'] (a non-empty string)", retryable=False
+        )
     return EffectOutcome.waiting(
         WaitState(
             reason=WaitReason.EVENT,
@@ -98,7 +102,9 @@ def ask_user(run: RunState, effect: Effect, default_next_node: str | None) -> Ef
     if choices is not None and (
         not isinstance(choices, list) or not all(isinstance(c, str) for c in choices)
     ):
-        return EffectOutcome.failed("ask_user payload['choices'] must be a list of strings")
+        return EffectOutcome.failed(
+            "ask_user payload['choices'] must be a list of strings", retryable=False
+        )
     prompt = payload.get("prompt")
     return EffectOutcome.waiting(
         WaitState(
@@ -122,11 +128,15 @@ def make_wait_until(
     def wait_until(run: RunState, effect: Effect, default_next_node: str | None) -> EffectOutcome:
         raw = effect.payload.get("until")
         if raw is None:
-            return EffectOutcome.failed("wait_until requires payload['until'] (ISO-8601 time)")
+            return EffectOutcome.failed(
+                "wait_until requires payload['until'] (ISO-8601 time)", retryable=False
+            )
         try:
             until = to_utc(raw)
         except (TypeError, ValueError) as exc:
-            return EffectOutcome.failed(f"wait_until payload['until'] is invalid: {exc}")
+            return EffectOutcome.failed(
+                f"wait_until payload['until'] is invalid: {exc}", retryable=False
+            )
         if now() >= until:
             return EffectOutcome.completed({"until": iso(until)})
         return EffectOutcome.waiting(

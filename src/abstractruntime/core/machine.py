@@ -16,8 +16,8 @@ The life of a run::
     running ──plan: complete_output─────────▶ completed
     running ──effect completed──────────────▶ running at next_node, or completed
     running ──effect waiting────────────────▶ waiting ──resume / timer / child ended──▶ running
-    running ──retryable failure─────────────▶ waiting (until the backoff is over) ──▶ running
-    running ──failure, or the last attempt──▶ failed
+    running ──failed attempt, attempts left─▶ waiting (until the backoff is over) ──▶ running
+    running ──final failure, or the last────▶ failed
     any unfinished ──cancel──▶ cancelled;  any ──restore──▶ the snapshot's state
 """
 
@@ -220,11 +220,12 @@ def after_failed_attempt(
 ) -> Transition:
     """A retryable failure of ``record.attempt``: the run waits until the backoff is over and
     then runs the node again (a persisted due time: nothing sleeps, a restart keeps it), or,
-    after the last attempt, fails with the last error. Like a failed step, the attempt keeps
-    nothing it changed (``committed`` is the last committed state): only the wait is new."""
+    after the last attempt, fails with the last error, saying how many attempts it had (in the
+    original's words, "after N attempts"). Like a failed step, the attempt keeps nothing it
+    changed (``committed`` is the last committed state): only the wait is new."""
     if record.attempt >= max_attempts:
         if max_attempts > 1:
-            error = f"{error} (attempt {record.attempt} of {max_attempts}, giving up)"
+            error = f"{error} (giving up after {record.attempt} attempts)"
         return fail(committed, record, error, now)
     retry_at = now + timedelta(seconds=max(backoff_s, 0.0))
     node_id = record.node_id

@@ -1,8 +1,9 @@
 """Effect policies: how many attempts an effect gets, how long to back off, and its idempotency key.
 
-Pure decisions, no I/O. The runtime asks the policy after a *retryable* failure (an exception
-raised by an effect handler, or ``EffectOutcome.failed(..., retryable=True)``) whether another
-attempt is allowed and when; the retry is then persisted as a due time, never slept in-process.
+Pure decisions, no I/O. The runtime asks the policy after a failed attempt (an exception raised
+by an effect handler, or an ``EffectOutcome.failed(...)`` that does not say ``retryable=False``)
+whether another attempt is allowed and when; the retry is then persisted as a due time, never
+slept in-process.
 """
 
 from __future__ import annotations
@@ -49,40 +50,76 @@ class EffectPolicy(Protocol):
 
 
 class DefaultEffectPolicy:
-    """Exponential backoff (``base * 2**(attempt-1)``, capped at ``backoff_max``).
+    """Exponential backoff (``base * 2**(attempt-1)``, capped at ``default_backoff_max``).
+
+    The original AbstractRuntime's policy, with its arguments and defaults: one attempt per
+    effect unless told otherwise.
 
     Args:
-        default_max_attempts: attempts of an effect type not named in ``max_attempts_by_type``.
+        default_max_attempts: attempts of an effect type not named in ``effect_max_attempts``.
         default_backoff_base: the first backoff, in seconds.
         default_backoff_max: the longest backoff, in seconds.
-        max_attempts_by_type: attempts per effect type, e.g. ``{EffectType.LLM_CALL: 3}``.
+        effect_max_attempts: attempts per effect type, e.g. ``{"llm_call": 3}`` (the keys may
+            be ``EffectType`` members too).
+        max_attempts_by_type: an alias of ``effect_max_attempts`` (merged over it).
     """
+
+    # The original's dataclass fields, with their defaults (set per instance by __init__).
+    default_max_attempts: int = 1
+    default_backoff_base: float = 1.0
+    default_backoff_max: float = 60.0
+    effect_max_attempts: dict[str, int] = {}  # noqa: RUF012 - replaced in __init__, never shared
 
     def __init__(
         self,
-        *,
         default_max_attempts: int = 1,
         default_backoff_base: float = 1.0,
         default_backoff_max: float = 60.0,
+        effect_max_attempts: Mapping[EffectType | str, int] | None = None,
+        *,
         max_attempts_by_type: Mapping[EffectType | str, int] | None = None,
     ) -> None:
-        by_type = {EffectType(k): int(v) for k, v in (max_attempts_by_type or {}).items()}
+        by_type = {
+            EffectType(k): int(v)
+            for k, v in [
+                *(effect_max_attempts or {}).items(),
+                *(max_attempts_by_type or {}).items(),
+            ]
+        }
         for name, value in [("default_max_attempts", default_max_attempts), *by_type.items()]:
             if value < 1:
                 raise ValueError(f"max attempts for {name} must be at least 1, got {value}")
         if default_backoff_base < 0 or default_backoff_max < 0:
             raise ValueError("backoff seconds cannot be negative")
         self.default_max_attempts = default_max_attempts
-        self.backoff_base = default_backoff_base
-        self.backoff_max = default_backoff_max
-        self.max_attempts_by_type = by_type
+        self.default_backoff_base = default_backoff_base
+        self.default_backoff_max = default_backoff_max
+        #: Attempts per effect type, keyed by the type's value (a dict, as in the original).
+        self.effect_max_attempts: dict[str, int] = {k.value: v for k, v in by_type.items()}
+
+    @property
+    def max_attempts_by_type(self) -> dict[EffectType, int]:
+        """``effect_max_attempts`` keyed by ``EffectType``."""
+        return {EffectType(k): v for k, v in self.effect_max_attempts.items()}
+
+    @property
+    def backoff_base(self) -> float:
+        """``default_backoff_base``."""
+        return self.default_backoff_base
+
+    @property
+    def backoff_max(self) -> float:
+        """``default_backoff_max``."""
+        return self.default_backoff_max
 
     def max_attempts(self, effect: Effect) -> int:
-        return self.max_attempts_by_type.get(effect.type, self.default_max_attempts)
+        return self.effect_max_attempts.get(
+            EffectType(effect.type).value, self.default_max_attempts
+        )
 
     def backoff_seconds(self, *, effect: Effect, attempt: int) -> float:
         exponent = min(max(attempt - 1, 0), 62)  # 2**62 already exceeds any sane cap
-        return float(min(self.backoff_base * 2**exponent, self.backoff_max))
+        return float(min(self.default_backoff_base * 2**exponent, self.default_backoff_max))
 
     def idempotency_key(self, *, run: RunState, node_id: str, effect: Effect) -> str:
         return compute_idempotency_key(run_id=run.run_id, node_id=node_id, effect=effect)
@@ -90,8 +127,8 @@ class DefaultEffectPolicy:
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(default_max_attempts={self.default_max_attempts}, "
-            f"by_type={ {k.value: v for k, v in self.max_attempts_by_type.items()} }, "
-            f"backoff={self.backoff_base}s..{self.backoff_max}s)"
+            f"effect_max_attempts={self.effect_max_attempts}, "
+            f"backoff={self.default_backoff_base}s..{self.default_backoff_max}s)"
         )
 
 
@@ -110,7 +147,7 @@ class RetryPolicy(DefaultEffectPolicy):
             default_max_attempts=1,
             default_backoff_base=backoff_base,
             default_backoff_max=backoff_max,
-            max_attempts_by_type={
+            effect_max_attempts={
                 EffectType.LLM_CALL: llm_max_attempts,
                 EffectType.TOOL_CALLS: tool_max_attempts,
             },

@@ -12,12 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+from collections.abc import Mapping
 from typing import Any
 
-from ..core.ledger import compute_record_hash
+from ..core import ledger
+from ..core.ledger import verify_ledger_chain
 from ..core.models import StepRecord
 from ..core.paired import maybe_await
 from ..core.ports import LedgerStore
+
+__all__ = ["HashChainedLedgerStore", "compute_record_hash", "verify_ledger_chain"]
+
+
+def compute_record_hash(*, record: Mapping[str, Any], prev_hash: str | None) -> str:
+    """The ``record_hash`` of ``record`` chained onto ``prev_hash`` (the original's signature;
+    ``record_hash`` and ``signature`` are left out of what is hashed)."""
+    return ledger.compute_record_hash({**record, "prev_hash": prev_hash})
 
 
 class HashChainedLedgerStore(LedgerStore):
@@ -48,7 +58,7 @@ class HashChainedLedgerStore(LedgerStore):
         async with lock:
             record.prev_hash = await self._head(record.run_id)
             record.record_hash = None
-            record.record_hash = compute_record_hash(record.to_dict())
+            record.record_hash = ledger.compute_record_hash(record.to_dict())
             await maybe_await(self.inner.append(record))
             self._heads[record.run_id] = record.record_hash
 

@@ -268,3 +268,35 @@ def test_local_responses_in_other_shapes_are_normalised() -> None:
     structured = normalize_local_response(Structured(), requested_model="m", want_json=False)
     assert structured["data"] == {"city": "Paris"}
     assert structured["content"] is None
+
+
+async def test_model_capabilities_come_from_abstractcore_detection(
+    fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[tuple[str, int]] = []
+    architectures = types.ModuleType("abstractcore.architectures")
+    detection = types.ModuleType("abstractcore.architectures.detection")
+
+    def get_model_capabilities(model: str) -> dict[str, Any]:
+        asked.append((model, threading.get_ident()))
+        return {"max_tokens": 40960, "max_output_tokens": 8192, "tool_support": "native"}
+
+    detection.get_model_capabilities = get_model_capabilities  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "abstractcore.architectures", architectures)
+    monkeypatch.setitem(sys.modules, "abstractcore.architectures.detection", detection)
+    client = LocalAbstractCoreLLMClient(provider="ollama", model="qwen3")
+    capabilities = await client.get_model_capabilities()
+    assert capabilities == {
+        "max_tokens": 40960,
+        "max_output_tokens": 8192,
+        "tool_support": "native",
+    }
+    [(model, thread)] = asked
+    assert model == "qwen3" and thread != threading.get_ident()  # reads tables: not on the loop
+    assert fake_llm.created_with == []  # no provider is made for it
+
+
+async def test_model_capabilities_fall_back_as_in_the_original(fake_llm: FakeLLM) -> None:
+    # the stand-in abstractcore has no architectures.detection: detection cannot answer
+    client = LocalAbstractCoreLLMClient(provider="ollama", model="qwen3")
+    assert await client.get_model_capabilities() == {"max_tokens": 32768}

@@ -9,6 +9,7 @@ import abstractruntime.integrations.abstractcore as integration
 
 # The names API.md fixes for this package.
 CONTRACT = {
+    "AbstractCoreLLMClient",  # the original's protocol (issue #11)
     "RemoteAbstractCoreLLMClient",
     "LocalAbstractCoreLLMClient",
     "MappingToolExecutor",
@@ -26,6 +27,7 @@ MODULES = {
     "errors",
     "factory",
     "llm_client",
+    "logging",  # the original's get_logger module; an attribute once anything imports it
     "testing",
     "tool_executor",
 }

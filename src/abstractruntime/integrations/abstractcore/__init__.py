@@ -22,7 +22,12 @@ from .errors import (
     LLMTimeoutError,
 )
 from .factory import create_hybrid_runtime, create_local_runtime, create_remote_runtime
-from .llm_client import LLMClient, LocalAbstractCoreLLMClient, RemoteAbstractCoreLLMClient
+from .llm_client import (
+    AbstractCoreLLMClient,
+    LLMClient,
+    LocalAbstractCoreLLMClient,
+    RemoteAbstractCoreLLMClient,
+)
 from .tool_executor import (
     AbstractCoreToolExecutor,
     MappingToolExecutor,
@@ -31,6 +36,7 @@ from .tool_executor import (
 )
 
 __all__ = [
+    "AbstractCoreLLMClient",
     "AbstractCoreNotInstalledError",
     "AbstractCoreToolExecutor",
     "InvalidToolCallsError",

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import anyio.to_thread
 import httpx
 
-from ._util import excerpt, import_abstractcore, require_abstractcore
+from ._util import excerpt, import_abstractcore, jsonable, require_abstractcore
 from .chat import (
     CHAT_COMPLETIONS_PATH,
     FORWARDED_PARAMS,
@@ -61,6 +61,28 @@ class LLMClient(Protocol):
         trace: Mapping[str, str | None] | None = None,
     ) -> dict[str, Any]:
         """Perform one chat completion; return the normalised answer (see the module doc)."""
+        ...
+
+
+class AbstractCoreLLMClient(Protocol):
+    """The original AbstractRuntime's LLM client protocol: a synchronous ``generate``.
+
+    A client written for the original keeps working: ``make_llm_call_handler`` runs its
+    blocking ``generate`` in a worker thread, with ``prompt`` as a string and the run's ids in
+    ``params["trace_metadata"]``. Our own clients implement the async ``LLMClient``.
+    """
+
+    def generate(
+        self,
+        *,
+        prompt: str,
+        messages: list[dict[str, str]] | None = None,
+        system_prompt: str | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Return a JSON-safe dict with at least ``content``, ``tool_calls``, ``usage``,
+        ``model``."""
         ...
 
 
@@ -276,6 +298,9 @@ def _local_error(exc: Exception, provider: str, model: str) -> LLMCallError:
     )
 
 
+#: What ``get_model_capabilities`` answers when AbstractCore cannot tell (the original's value).
+DEFAULT_MODEL_CAPABILITIES: Mapping[str, Any] = {"max_tokens": 32768}
+
 #: ``params`` keys passed to AbstractCore's ``generate`` (``base_url`` is a provider setting
 #: in process: pass it to ``create_llm`` through the client's keyword arguments).
 LOCAL_PARAMS = (*FORWARDED_PARAMS, "trace_metadata")
@@ -388,6 +413,27 @@ class LocalAbstractCoreLLMClient:
             raise
         except Exception as exc:
             raise _local_error(exc, self.provider, self.model) from exc
+
+    async def get_model_capabilities(self) -> dict[str, Any]:
+        """The model's capabilities as AbstractCore's architecture detection knows them
+        (``max_tokens``, ``max_output_tokens``, ``tool_support``, ``vision_support``...).
+
+        As in the original, this never fails: when the detection cannot answer, it returns
+        ``{"max_tokens": 32768}``. It reads AbstractCore's model tables in a worker thread.
+        """
+        return await anyio.to_thread.run_sync(self._model_capabilities_blocking)
+
+    def _model_capabilities_blocking(self) -> dict[str, Any]:
+        try:
+            detection = import_abstractcore(
+                "abstractcore.architectures.detection", "get_model_capabilities"
+            )
+            capabilities = detection.get_model_capabilities(self.model)
+        except Exception:  # the original's safe fallback: detection is only a hint
+            return dict(DEFAULT_MODEL_CAPABILITIES)
+        if not isinstance(capabilities, Mapping):
+            return dict(DEFAULT_MODEL_CAPABILITIES)
+        return dict(jsonable(dict(capabilities)))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(provider={self.provider!r}, model={self.model!r})"

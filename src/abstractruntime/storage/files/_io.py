@@ -103,7 +103,8 @@ def append_lines(path: Path, lines: list[str], committed: int | None) -> int:
     line (no newline: its append never finished) is cut.
     """
     data = "".join(lines).encode("utf-8")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+    # Read and write: cutting a torn last line reads backwards for its newline.
+    flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
     created = not path.exists()
     fd = os.open(path, flags, 0o644)
     try:

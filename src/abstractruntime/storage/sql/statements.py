@@ -496,15 +496,25 @@ def find_effect_query(run_id: str, idempotency_key: str) -> sa.Select[Any]:
     )
 
 
-def ledger_scan_query(run_id: str | None = None) -> sa.Select[Any]:
+#: The ledger's columns beside the record JSON: what a record's fields are indexed as, which
+#: ``ledger verify`` compares with the hashed record (``ledger_scan_query(with_columns=True)``).
+LEDGER_INDEXED_COLUMNS: tuple[str, ...] = tuple(name for name in LEDGER_COLUMNS if name != "record")
+
+
+def ledger_scan_query(run_id: str | None = None, *, with_columns: bool = False) -> sa.Select[Any]:
     """Every run (or one) with its ledger head and its records in order, runs without records
-    included (a LEFT JOIN row with no record); both primary keys give the order."""
+    included (a LEFT JOIN row with no record); both primary keys give the order.
+
+    A row is ``(run_id, ledger_seq, ledger_head, record)``, and ``with_columns`` adds the
+    ledger row's ``LEDGER_INDEXED_COLUMNS`` after the record, in that order."""
+    extra = [ledger.c[name].label(f"ledger_{name}") for name in LEDGER_INDEXED_COLUMNS]
     query = (
         sa.select(
             runs.c.run_id,
             runs.c.ledger_seq,
             runs.c.ledger_head,
             sa.cast(ledger.c.record, sa.Text).label("record"),
+            *(extra if with_columns else ()),
         )
         .select_from(runs.outerjoin(ledger, ledger.c.run_id == runs.c.run_id))
         .order_by(runs.c.run_id, ledger.c.seq)

@@ -30,7 +30,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...core.kernel import due_at, unstorable
-from ...core.ledger import chain_records
+from ...core.ledger import LedgerRow, chain_records
 from ...core.models import RunState, RunStatus, StepRecord, WaitReason
 from ...core.ports import LedgerHead, RunHandle
 from ...core.serde import decode
@@ -381,20 +381,36 @@ class SqlStore:
     async def scan_ledgers(
         self, run_id: str | None = None
     ) -> AsyncGenerator[LedgerHead | dict[str, Any], None]:
+        async with contextlib.aclosing(self._scan(run_id, with_columns=False)) as items:
+            async for item in items:
+                yield item.record if isinstance(item, LedgerRow) else item
+
+    def scan_ledger_rows(
+        self, run_id: str | None = None
+    ) -> AsyncGenerator[LedgerHead | LedgerRow, None]:
+        """``scan_ledgers`` with each record's indexed columns (``node_id``, ``status``,
+        ``idempotency_key``...) beside it, for ``ledger verify`` to check they agree."""
+        return self._scan(run_id, with_columns=True)
+
+    async def _scan(
+        self, run_id: str | None, *, with_columns: bool
+    ) -> AsyncGenerator[LedgerHead | LedgerRow, None]:
         await self._ensure_ready()
-        query = statements.ledger_scan_query(run_id)
+        query = statements.ledger_scan_query(run_id, with_columns=with_columns)
+        names = statements.LEDGER_INDEXED_COLUMNS if with_columns else ()
         current: str | None = None
         # One statement, streamed (a server-side cursor on Postgres, stepped rows on SQLite):
         # one consistent read of any size, held _SCAN_BATCH rows at a time.
         async with self._reaching("cannot read"), self.engine.connect() as conn:
-            result = await conn.stream(query.execution_options(yield_per=_SCAN_BATCH))
+            batch = _SCAN_BATCH // 2 if with_columns else _SCAN_BATCH  # rows twice as wide
+            result = await conn.stream(query.execution_options(yield_per=batch))
             async for rows in result.partitions():  # a batch per switch, not a row per switch
-                for run, seq, head, record in rows:
+                for run, seq, head, record, *columns in rows:
                     if run != current:
                         current = run
                         yield LedgerHead(run, seq, head)
                     if record is not None:
-                        yield decode(record)
+                        yield LedgerRow(decode(record), dict(zip(names, columns, strict=True)))
         if run_id is not None and current is None:
             raise RunNotFoundError(run_id)
 
