@@ -16,9 +16,8 @@ must keep working) and checks that:
   be optional. A superset is fine, and a coroutine where the original was sync is fine (the
   port adds ``await``).
 
-``KNOWN_MISSING`` is exactly what is missing today, and the test asserts equality: it fails when
-something regresses and when something lands without being taken off the list. The list only
-shrinks.
+Nothing is missing: the test fails on any name or signature of the original that is not here,
+except the differences kept on purpose (``DIFFERENT_ON_PURPOSE``, each with its reason).
 """
 
 from __future__ import annotations
@@ -60,44 +59,6 @@ DIFFERENT_ON_PURPOSE: dict[str, str] = {
             "scheduler.convenience.ScheduledRuntime.tick",
         )
     },
-}
-
-# What is missing today, by the original's module: each entry is the module's name followed by
-# the rest of the problem's text (``find_problems`` writes them so). Take lines off as they land.
-_KNOWN_MISSING_BY_MODULE: dict[str, list[str]] = {
-    "abstractruntime.integrations.abstractcore": [
-        ".RuntimeConfig: missing",
-        ".create_local_file_runtime: missing",
-        ".create_remote_file_runtime: missing",
-    ],
-    "abstractruntime.integrations.abstractcore.factory": [
-        ".create_hybrid_runtime: parameter 'context' missing",
-        ".create_hybrid_runtime: parameter 'ledger_store' missing",
-        ".create_hybrid_runtime: parameter 'run_store' missing",
-        ".create_local_file_runtime: missing",
-        ".create_local_runtime: parameter 'config' missing",
-        ".create_local_runtime: parameter 'context' missing",
-        ".create_local_runtime: parameter 'ledger_store' missing",
-        ".create_local_runtime: parameter 'run_store' missing",
-        ".create_remote_file_runtime: missing",
-        ".create_remote_runtime: parameter 'context' missing",
-        ".create_remote_runtime: parameter 'ledger_store' missing",
-        ".create_remote_runtime: parameter 'run_store' missing",
-    ],
-    "abstractruntime.integrations.abstractcore.llm_client": [
-        ".HttpResponse.body: missing",
-        ".HttpResponse.headers: missing",
-        ".HttpResponse: missing",
-        ".HttpxRequestSender.post: missing",
-        ".HttpxRequestSender: missing",
-        ".LocalAbstractCoreLLMClient.__init__: parameter 'llm_kwargs' missing",
-        ".RemoteAbstractCoreLLMClient.__init__: parameter 'request_sender' missing",
-        ".RequestSender.post: missing",
-        ".RequestSender: missing",
-    ],
-}
-KNOWN_MISSING: set[str] = {
-    module + rest for module, rests in _KNOWN_MISSING_BY_MODULE.items() for rest in rests
 }
 
 _EMPTY = inspect.Parameter.empty
@@ -356,7 +317,7 @@ def module_of(entry: str, modules: list[str]) -> str:
 
 
 def by_module(entries: set[str], modules: list[str]) -> str:
-    """Entries grouped under their module, as they are written in ``_KNOWN_MISSING_BY_MODULE``."""
+    """Entries grouped under their module, for a readable failure."""
     groups: dict[str, list[str]] = {}
     for entry in sorted(entries):
         module = module_of(entry, modules)
@@ -380,56 +341,14 @@ def test_the_original_api_file_is_the_one_for_0_2_0() -> None:
 
 def test_every_name_of_the_original_api_exists() -> None:
     api = json.loads(API_FILE.read_text(encoding="utf-8"))
-    modules = list(api["modules"])
     missing = find_problems(api) - set(DIFFERENT_ON_PURPOSE)
-    regressed = missing - KNOWN_MISSING
-    landed = KNOWN_MISSING - missing
-    message = []
-    if regressed:
-        message.append(
-            f"{len(regressed)} name(s) of the original API missing or incompatible here and "
-            f"not in KNOWN_MISSING (a regression, or a change to fix):\n"
-            f"{by_module(regressed, modules)}"
-        )
-    if landed:
-        message.append(
-            f"{len(landed)} entry(ies) of KNOWN_MISSING now present: take them off "
-            f"_KNOWN_MISSING_BY_MODULE:\n{by_module(landed, modules)}"
-        )
-    assert not message, "\n\n".join(message)
+    assert not missing, (
+        f"{len(missing)} name(s) of the original API missing or incompatible here:\n"
+        f"{by_module(missing, list(api['modules']))}"
+    )
 
 
 def test_every_difference_on_purpose_is_real() -> None:
     api = json.loads(API_FILE.read_text(encoding="utf-8"))
     stale = set(DIFFERENT_ON_PURPOSE) - find_problems(api)
     assert not stale, f"no longer different, take off DIFFERENT_ON_PURPOSE: {sorted(stale)}"
-
-
-def test_known_missing_is_written_by_module() -> None:
-    api = json.loads(API_FILE.read_text(encoding="utf-8"))
-    modules = list(api["modules"])
-    for module, rests in _KNOWN_MISSING_BY_MODULE.items():
-        assert module in modules, module
-        assert rests == sorted(set(rests)), f"{module}: keep its entries sorted and unique"
-        for rest in rests:
-            assert module_of(module + rest, modules) == module, f"{module + rest}: wrong group"
-
-
-def _rewrite_known_missing() -> None:
-    """Write what is missing now into ``_KNOWN_MISSING_BY_MODULE`` (review the diff!):
-    ``python -m tests.parity.test_names --update``."""
-    api = json.loads(API_FILE.read_text(encoding="utf-8"))
-    path = Path(__file__)
-    text = path.read_text(encoding="utf-8")
-    start = text.index("_KNOWN_MISSING_BY_MODULE: dict[str, list[str]] = {\n")
-    end = text.index("\n}\n", start) + 3
-    body = by_module(find_problems(api) - set(DIFFERENT_ON_PURPOSE), list(api["modules"]))
-    block = f"_KNOWN_MISSING_BY_MODULE: dict[str, list[str]] = {{\n{body}\n}}\n"
-    path.write_text(text[:start] + block + text[end:], encoding="utf-8")
-
-
-if __name__ == "__main__":
-    import sys
-
-    if sys.argv[1:] == ["--update"]:
-        _rewrite_known_missing()

@@ -118,11 +118,11 @@ class Runtime:
     ) -> None:
         if store is not None and (run_store is not None or ledger_store is not None):
             raise ValueError("pass either store= or run_store=/ledger_store=, not both")
+        owned: list[Callable[[], Awaitable[None]]] = []
         if store is None:
             store = store_for_pair(run_store, ledger_store, artifact_store=artifact_store)
-            owned: list[Callable[[], Awaitable[None]]] = [store.close]  # a file store's lock
-        else:
-            owned = []
+            if run_store is not None or ledger_store is not None:
+                owned.append(store.close)  # a file store holds its directory's lock until then
         self.store: Store = store
         self._config = config or RuntimeConfig()
         self.context = context

@@ -11,6 +11,7 @@ OpenAI-compatible server to test workflows against).
 
 from __future__ import annotations
 
+from ...core.config import RuntimeConfig
 from .effect_handlers import build_effect_handlers, make_llm_call_handler, make_tool_calls_handler
 from .errors import (
     AbstractCoreNotInstalledError,
@@ -21,12 +22,21 @@ from .errors import (
     LLMResponseError,
     LLMTimeoutError,
 )
-from .factory import create_hybrid_runtime, create_local_runtime, create_remote_runtime
+from .factory import (
+    create_hybrid_runtime,
+    create_local_file_runtime,
+    create_local_runtime,
+    create_remote_file_runtime,
+    create_remote_runtime,
+)
 from .llm_client import (
     AbstractCoreLLMClient,
+    HttpResponse,
+    HttpxRequestSender,
     LLMClient,
     LocalAbstractCoreLLMClient,
     RemoteAbstractCoreLLMClient,
+    RequestSender,
 )
 from .tool_executor import (
     AbstractCoreToolExecutor,
@@ -39,6 +49,8 @@ __all__ = [
     "AbstractCoreLLMClient",
     "AbstractCoreNotInstalledError",
     "AbstractCoreToolExecutor",
+    "HttpResponse",
+    "HttpxRequestSender",
     "InvalidToolCallsError",
     "LLMCallError",
     "LLMClient",
@@ -50,10 +62,14 @@ __all__ = [
     "MappingToolExecutor",
     "PassthroughToolExecutor",
     "RemoteAbstractCoreLLMClient",
+    "RequestSender",
+    "RuntimeConfig",
     "ToolExecutor",
     "build_effect_handlers",
     "create_hybrid_runtime",
+    "create_local_file_runtime",
     "create_local_runtime",
+    "create_remote_file_runtime",
     "create_remote_runtime",
     "make_llm_call_handler",
     "make_tool_calls_handler",

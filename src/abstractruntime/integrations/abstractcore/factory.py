@@ -9,18 +9,25 @@ remote (the runtime may run where tools must not: it waits for the host's result
 ``AbstractCoreToolExecutor`` for local and hybrid (which therefore need ``abstractcore`` unless
 you pass ``tool_executor=``, e.g. ``MappingToolExecutor.from_tools([...])``).
 
-What a factory creates (the ``SqlStore`` of ``database_url``, the HTTP client) is closed by
-``Runtime.aclose()``, so ``async with await create_remote_runtime(...) as rt:`` cleans up;
-a ``store`` or ``http_client`` you pass stays yours.
+Storage: ``store=`` (any ``Store``), ``database_url=`` (a ``SqlStore`` made for you), the
+original's pair ``run_store=`` / ``ledger_store=``, or nothing (in memory); the original's
+``create_local_file_runtime`` / ``create_remote_file_runtime`` keep runs in a directory
+(``JsonFileRunStore`` and ``JsonlLedgerStore``, see docs/files.md).
+
+What a factory creates (the ``SqlStore`` of ``database_url``, a file store, the HTTP client) is
+closed by ``Runtime.aclose()``, so ``async with await create_remote_runtime(...) as rt:`` cleans
+up; a ``store`` or ``http_client`` you pass stays yours.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from ...core.config import RuntimeConfig
 from ...core.effects import EffectHandler
 from ...core.models import EffectType
 from ...core.policy import EffectPolicy
@@ -58,6 +65,8 @@ async def _assemble(
     *,
     store: Store | None,
     database_url: str | None,
+    run_store: Any,
+    ledger_store: Any,
     llm: LLMClient,
     llm_closer: Closer | None,
     tool_executor: ToolExecutor,
@@ -78,13 +87,18 @@ async def _assemble(
         )
         handlers.update({EffectType(k): v for k, v in extra.items()})  # the caller's win
         runtime = Runtime(
-            store=opened, effect_handlers=handlers, effect_policy=effect_policy, **runtime_kwargs
+            run_store,
+            ledger_store,
+            store=opened,
+            effect_handlers=handlers,
+            effect_policy=effect_policy,
+            **runtime_kwargs,
         )
     except BaseException:
         for close in reversed(owned):
             await close()
         raise
-    runtime.owned_resources.extend(owned)
+    runtime.owned_resources.extend(owned)  # after a pair's store: closed before it
     return runtime
 
 
@@ -111,11 +125,14 @@ async def create_remote_runtime(
     model: str,
     store: Store | None = None,
     database_url: str | None = None,
+    run_store: Any = None,
+    ledger_store: Any = None,
     tool_executor: ToolExecutor | None = None,
     headers: Mapping[str, str] | None = None,
     timeout_s: float = 60.0,
     effect_policy: EffectPolicy | None = None,
     http_client: httpx.AsyncClient | None = None,
+    context: Any = None,
     **runtime_kwargs: Any,
 ) -> Runtime:
     """A ``Runtime`` whose ``llm_call`` goes to ``{server_base_url}/v1/chat/completions``.
@@ -124,29 +141,32 @@ async def create_remote_runtime(
         server_base_url: an OpenAI-compatible server (an AbstractCore server, vLLM, Ollama...).
         model: the model name sent with each call.
         store: where runs live; or ``database_url`` (a ``SqlStore`` made and closed for you);
-            neither: in memory.
+            or ``run_store`` / ``ledger_store`` (the original's pair); none: in memory.
         tool_executor: runs ``tool_calls``; default ``PassthroughToolExecutor()`` (the run
             waits for the host's results).
         headers: sent with every LLM call (``Authorization``...).
         timeout_s: the LLM call timeout.
         effect_policy: retries and idempotency keys (e.g. ``RetryPolicy()``).
         http_client: an ``httpx.AsyncClient`` to share (not closed by the runtime).
-        **runtime_kwargs: passed to ``Runtime`` (``config``, ``context``,
-            ``workflow_registry``, more ``effect_handlers``).
+        context: given to node handlers (``Runtime(context=...)``).
+        **runtime_kwargs: passed to ``Runtime`` (``config``, ``workflow_registry``, more
+            ``effect_handlers``...).
 
     Raises:
-        ValueError: both ``store`` and ``database_url`` are given.
+        ValueError: more than one of ``store``, ``database_url`` and the pair are given.
         StoreError, SchemaOutOfDateError: the database is unreachable or needs an upgrade.
     """
     llm, closer = _remote_client(server_base_url, model, timeout_s, headers, http_client)
     return await _assemble(
         store=store,
         database_url=database_url,
+        run_store=run_store,
+        ledger_store=ledger_store,
         llm=llm,
         llm_closer=closer,
         tool_executor=tool_executor or PassthroughToolExecutor(),
         effect_policy=effect_policy,
-        runtime_kwargs=runtime_kwargs,
+        runtime_kwargs={**runtime_kwargs, "context": context},
     )
 
 
@@ -156,11 +176,14 @@ async def create_hybrid_runtime(
     model: str,
     store: Store | None = None,
     database_url: str | None = None,
+    run_store: Any = None,
+    ledger_store: Any = None,
     tool_executor: ToolExecutor | None = None,
     headers: Mapping[str, str] | None = None,
     timeout_s: float = 60.0,
     effect_policy: EffectPolicy | None = None,
     http_client: httpx.AsyncClient | None = None,
+    context: Any = None,
     **runtime_kwargs: Any,
 ) -> Runtime:
     """A ``Runtime`` with a remote LLM (as ``create_remote_runtime``) and tools run here.
@@ -177,11 +200,13 @@ async def create_hybrid_runtime(
     return await _assemble(
         store=store,
         database_url=database_url,
+        run_store=run_store,
+        ledger_store=ledger_store,
         llm=llm,
         llm_closer=closer,
         tool_executor=tools,
         effect_policy=effect_policy,
-        runtime_kwargs=runtime_kwargs,
+        runtime_kwargs={**runtime_kwargs, "context": context},
     )
 
 
@@ -189,31 +214,98 @@ async def create_local_runtime(
     *,
     provider: str,
     model: str,
+    llm_kwargs: Mapping[str, Any] | None = None,
     store: Store | None = None,
     database_url: str | None = None,
+    run_store: Any = None,
+    ledger_store: Any = None,
     tool_executor: ToolExecutor | None = None,
+    context: Any = None,
     effect_policy: EffectPolicy | None = None,
-    llm_kwargs: Mapping[str, Any] | None = None,
+    config: RuntimeConfig | None = None,
     **runtime_kwargs: Any,
 ) -> Runtime:
     """A ``Runtime`` whose LLM runs in process through AbstractCore (``create_llm(provider,
     model=model, **llm_kwargs)``, in a worker thread).
 
-    ``tool_executor`` defaults to ``AbstractCoreToolExecutor()``. The other arguments are those
-    of ``create_remote_runtime``.
+    ``tool_executor`` defaults to ``AbstractCoreToolExecutor()``. As in the original, the
+    model's capabilities (``get_model_capabilities()``) go into the config's
+    ``model_capabilities``, so a run's ``vars["_limits"]["max_tokens"]`` is the model's context
+    window unless ``config.max_tokens`` says otherwise. The other arguments are those of
+    ``create_remote_runtime``.
 
     Raises:
         AbstractCoreNotInstalledError: ``abstractcore`` is not installed (the message names
             ``pip install 'abstractruntime[abstractcore]'``).
     """
-    llm = LocalAbstractCoreLLMClient(provider=provider, model=model, **dict(llm_kwargs or {}))
+    llm = LocalAbstractCoreLLMClient(provider=provider, model=model, llm_kwargs=llm_kwargs)
     tools = tool_executor or AbstractCoreToolExecutor()
+    capabilities = await llm.get_model_capabilities()
+    config = (config or RuntimeConfig()).with_capabilities(capabilities)
     return await _assemble(
         store=store,
         database_url=database_url,
+        run_store=run_store,
+        ledger_store=ledger_store,
         llm=llm,
         llm_closer=llm.aclose,
         tool_executor=tools,
         effect_policy=effect_policy,
-        runtime_kwargs=runtime_kwargs,
+        runtime_kwargs={**runtime_kwargs, "context": context, "config": config},
+    )
+
+
+def _file_stores(base_dir: str | Path) -> tuple[Any, Any]:
+    from ...storage.files import JsonFileRunStore, JsonlLedgerStore
+
+    return JsonFileRunStore(base_dir), JsonlLedgerStore(base_dir)
+
+
+async def create_local_file_runtime(
+    *,
+    base_dir: str | Path,
+    provider: str,
+    model: str,
+    llm_kwargs: Mapping[str, Any] | None = None,
+    context: Any = None,
+    config: RuntimeConfig | None = None,
+    **runtime_kwargs: Any,
+) -> Runtime:
+    """``create_local_runtime`` with its runs in the directory ``base_dir`` (the original's
+    JSON files, written crash-safe; one process drives a directory at a time)."""
+    run_store, ledger_store = _file_stores(base_dir)
+    return await create_local_runtime(
+        provider=provider,
+        model=model,
+        llm_kwargs=llm_kwargs,
+        run_store=run_store,
+        ledger_store=ledger_store,
+        context=context,
+        config=config,
+        **runtime_kwargs,
+    )
+
+
+async def create_remote_file_runtime(
+    *,
+    base_dir: str | Path,
+    server_base_url: str,
+    model: str,
+    headers: Mapping[str, str] | None = None,
+    timeout_s: float = 60.0,
+    context: Any = None,
+    **runtime_kwargs: Any,
+) -> Runtime:
+    """``create_remote_runtime`` with its runs in the directory ``base_dir`` (the original's
+    JSON files, written crash-safe; one process drives a directory at a time)."""
+    run_store, ledger_store = _file_stores(base_dir)
+    return await create_remote_runtime(
+        server_base_url=server_base_url,
+        model=model,
+        headers=headers,
+        timeout_s=timeout_s,
+        run_store=run_store,
+        ledger_store=ledger_store,
+        context=context,
+        **runtime_kwargs,
     )

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -131,8 +133,8 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def read_chat_response(response: httpx.Response, *, url: str, want_json: bool) -> dict[str, Any]:
-    """Check the status and body of a chat-completions response and normalise it."""
+def _read_response(response: httpx.Response, *, url: str) -> HttpResponse:
+    """Check the status and body of a chat-completions response; its JSON body and headers."""
     status = response.status_code
     if not 200 <= status <= 299:
         phrase = response.reason_phrase or ""
@@ -154,9 +156,55 @@ def read_chat_response(response: httpx.Response, *, url: str, want_json: bool) -
             f"({kind}): {excerpt(response.content) or '(empty body)'}",
             url=url,
         ) from exc
-    return normalize_chat_completion(
-        body, response_headers=response.headers, want_json=want_json, url=url
-    )
+    return HttpResponse(body=body, headers=dict(response.headers))
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """What a ``RequestSender`` returns: the response's JSON body and its headers."""
+
+    body: Any
+    headers: dict[str, str]
+
+
+class RequestSender(Protocol):
+    """Sends the chat-completions POST of ``RemoteAbstractCoreLLMClient`` (the original's hook,
+    e.g. to sign requests or to go through a gateway). ``post`` may be a coroutine or a plain
+    ``def`` (then it runs in a worker thread); it returns an ``HttpResponse`` or the body as a
+    dict, and raises for a failed call (an ``LLMCallError`` says whether retrying can help;
+    any other exception counts as retryable)."""
+
+    def post(
+        self, url: str, *, headers: dict[str, str], json: dict[str, Any], timeout: float
+    ) -> Any: ...
+
+
+class HttpxRequestSender:
+    """The default ``RequestSender``: one ``httpx.AsyncClient`` (its connection pool shared by
+    every call), httpx's errors mapped to ``LLMCallError`` subclasses.
+
+    Args:
+        client: an ``httpx.AsyncClient`` to share (left open by ``aclose``); by default the
+            sender makes its own.
+        timeout_s: the default timeout of the client it makes.
+    """
+
+    def __init__(self, client: httpx.AsyncClient | None = None, *, timeout_s: float = 60.0):
+        self._owns_client = client is None
+        # No redirects: a chat-completions POST that is redirected is a misconfigured URL.
+        self.client = client or httpx.AsyncClient(timeout=timeout_s)
+
+    async def post(
+        self, url: str, *, headers: dict[str, str], json: dict[str, Any], timeout: float
+    ) -> HttpResponse:
+        with _map_httpx_errors(url, timeout):
+            response = await self.client.post(url, json=json, headers=headers, timeout=timeout)
+        return _read_response(response, url=url)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this sender made it."""
+        if self._owns_client:
+            await self.client.aclose()
 
 
 class RemoteAbstractCoreLLMClient:
@@ -170,6 +218,8 @@ class RemoteAbstractCoreLLMClient:
         headers: sent with every call (``Authorization``...).
         client: an ``httpx.AsyncClient`` to share; by default the client makes its own and
             closes it in ``aclose``. An injected client is left open for its owner.
+        request_sender: sends the POST instead (the original's hook; see ``RequestSender``);
+            ``client`` is then unused.
 
     Every failure raises an ``LLMCallError`` (see ``errors``) with ``retryable`` set.
     """
@@ -182,16 +232,21 @@ class RemoteAbstractCoreLLMClient:
         timeout_s: float = 60.0,
         headers: Mapping[str, str] | None = None,
         client: httpx.AsyncClient | None = None,
+        request_sender: RequestSender | None = None,
     ) -> None:
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+        if client is not None and request_sender is not None:
+            raise ValueError("pass client= or request_sender=, not both")
         self.server_base_url = server_base_url.rstrip("/")
         self.model = model
         self.timeout_s = float(timeout_s)
         self.headers = dict(headers or {})
-        self._owns_client = client is None
-        # No redirects: a chat-completions POST that is redirected is a misconfigured URL.
-        self._client = client or httpx.AsyncClient(timeout=self.timeout_s)
+        self._own_sender = (
+            HttpxRequestSender(client, timeout_s=self.timeout_s) if request_sender is None else None
+        )
+        #: Sends each call's POST.
+        self.sender: RequestSender = request_sender or self._own_sender  # type: ignore[assignment]
 
     @property
     def url(self) -> str:
@@ -200,8 +255,8 @@ class RemoteAbstractCoreLLMClient:
 
     @property
     def is_closed(self) -> bool:
-        """Whether the underlying HTTP client is closed."""
-        return self._client.is_closed
+        """Whether the underlying HTTP client is closed (False with a ``request_sender``)."""
+        return self._own_sender is not None and self._own_sender.client.is_closed
 
     async def generate(
         self,
@@ -244,16 +299,27 @@ class RemoteAbstractCoreLLMClient:
             headers=self.headers,
         )
         url = self.url
-        with _map_httpx_errors(url, self.timeout_s):
-            response = await self._client.post(url, json=body, headers=headers)
-        return read_chat_response(
-            response, url=url, want_json=wants_json(body.get("response_format"))
+        post = functools.partial(
+            self.sender.post, url, headers=headers, json=body, timeout=self.timeout_s
+        )
+        if inspect.iscoroutinefunction(self.sender.post):
+            raw = await post()
+        else:  # the original's senders are synchronous: off the event loop
+            raw = await anyio.to_thread.run_sync(post)
+            if inspect.isawaitable(raw):
+                raw = await raw
+        answer, answer_headers = (raw, {}) if isinstance(raw, dict) else (raw.body, raw.headers)
+        return normalize_chat_completion(
+            answer,
+            response_headers=answer_headers,
+            want_json=wants_json(body.get("response_format")),
+            url=url,
         )
 
     async def aclose(self) -> None:
         """Close the HTTP client if this object made it."""
-        if self._owns_client:
-            await self._client.aclose()
+        if self._own_sender is not None:
+            await self._own_sender.aclose()
 
     async def __aenter__(self) -> RemoteAbstractCoreLLMClient:
         return self
@@ -317,14 +383,22 @@ class LocalAbstractCoreLLMClient:
     Args:
         provider: an AbstractCore provider name (``"ollama"``, ``"openai"``, ``"lmstudio"``...).
         model: the model name.
-        **kwargs: passed to ``create_llm``.
+        llm_kwargs: passed to ``create_llm`` (the original's argument).
+        **kwargs: passed to ``create_llm`` too (over ``llm_kwargs``).
     """
 
-    def __init__(self, *, provider: str, model: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        provider: str,
+        model: str,
+        llm_kwargs: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         require_abstractcore(type(self).__name__)
         self.provider = provider
         self.model = model
-        self._kwargs = kwargs
+        self._kwargs = {**(llm_kwargs or {}), **kwargs}
         self._llm: Any = None
         self._lock = threading.Lock()  # worker threads may race to create the provider
 
