@@ -57,13 +57,18 @@ _SCAN_YIELD_EVERY = 1000
 
 
 @dataclass
-class _StoredRun:
+class StoredRun:
+    """A run as a store that keeps runs in this process holds it: its state and the lease,
+    version and due-time bookkeeping of the ``Store`` port, shared by ``MemoryStore`` and
+    ``PairedStore`` (which persist the state and ledger in their own ways)."""
+
     state_json: str
     state: RunState  # decoded copy for filtering; never handed out
     version: int
-    seq: int
-    head: str | None
     due_at: datetime | None
+    #: Records committed (None: not read yet, for a store that reads ledgers lazily).
+    seq: int | None = 0
+    head: str | None = None
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
 
@@ -71,7 +76,17 @@ class _StoredRun:
         """A live lease, whoever holds it (claims are not re-entrant)."""
         return self.lease_expires_at is not None and self.lease_expires_at > now
 
+    def is_due(self, now: datetime, workflow_ids: Sequence[str] | None) -> bool:
+        """Due, unclaimed and of one of ``workflow_ids`` (None: any)."""
+        return (
+            self.due_at is not None
+            and self.due_at <= now
+            and not self.leased(now)
+            and (workflow_ids is None or self.state.workflow_id in workflow_ids)
+        )
+
     def handle(self, owner: str | None = None) -> RunHandle:
+        assert self.seq is not None
         return RunHandle(
             state=RunState.from_dict(decode(self.state_json)),
             version=self.version,
@@ -80,6 +95,86 @@ class _StoredRun:
             state_json=self.state_json,
             owner=owner,
         )
+
+    def lease(self, owner: str, until: datetime) -> None:
+        self.lease_owner, self.lease_expires_at, self.due_at = owner, until, until
+
+    def claim(self, owner: str, lease_until: datetime) -> RunHandle:
+        self.lease(owner, lease_until)
+        self.version += 1
+        return self.handle(owner)
+
+    def committed(
+        self,
+        handle: RunHandle,
+        state: RunState,
+        state_json: str,
+        appended: int,
+        head: str | None,
+        *,
+        now: datetime,
+        lease_until: datetime | None,
+    ) -> RunHandle:
+        """Take a commit in (its version checked and its records stored by the caller): the
+        lease is kept while the run goes on running, else released."""
+        self.state_json, self.state = state_json, RunState.from_dict(decode(state_json))
+        self.version += 1
+        self.seq = (self.seq or 0) + appended
+        self.head = head
+        keep = lease_until is not None and state.status is RunStatus.RUNNING
+        if keep:
+            assert lease_until is not None and handle.owner is not None
+            self.lease(handle.owner, lease_until)
+        else:
+            self.lease_owner = self.lease_expires_at = None
+            self.due_at = due_at(state, now, committing=True)
+        return RunHandle(
+            state, self.version, self.seq, head, state_json, handle.owner if keep else None
+        )
+
+    def release(self, owner: str | None, now: datetime) -> None:
+        """Give up ``owner``'s lease (nothing if someone else holds the run now)."""
+        if self.lease_owner == owner:
+            self.lease_owner = self.lease_expires_at = None
+            self.due_at = due_at(self.state, now)
+
+    def renew(self, owner: str, lease_until: datetime) -> None:
+        if self.lease_owner == owner:
+            self.lease_expires_at = self.due_at = lease_until
+
+    def wake_if_waiting_on_a_child(self, now: datetime) -> None:
+        """A child of this run ended: a parent waiting on a subworkflow is due now."""
+        waiting = self.state.waiting
+        if (
+            self.state.status is RunStatus.WAITING
+            and waiting is not None
+            and waiting.reason is WaitReason.SUBWORKFLOW
+            and self.lease_owner is None
+        ):
+            self.due_at = now
+
+
+Stored = TypeVar("Stored", bound=StoredRun)
+
+
+def claimable(
+    runs: Iterable[Stored], now: datetime, workflow_ids: Sequence[str] | None
+) -> list[Stored]:
+    """The due runs (``StoredRun.is_due``), the longest due first."""
+    return sorted(
+        (run for run in runs if run.is_due(now, workflow_ids)), key=lambda r: r.due_at or now
+    )
+
+
+def earliest_due(runs: Iterable[StoredRun], workflow_ids: Sequence[str] | None) -> datetime | None:
+    """The earliest ``due_at`` of ``runs`` of one of ``workflow_ids`` (None: any)."""
+    times = [
+        run.due_at
+        for run in runs
+        if run.due_at is not None
+        and (workflow_ids is None or run.state.workflow_id in workflow_ids)
+    ]
+    return min(times) if times else None
 
 
 def _due_by(state: RunState, time: datetime) -> bool:
@@ -136,7 +231,7 @@ def select_runs(
     return found if limit is None else found[: max(limit, 0)]
 
 
-def _states(stored_runs: Iterable[_StoredRun]) -> list[RunState]:
+def _states(stored_runs: Iterable[StoredRun]) -> list[RunState]:
     return [stored.handle().state for stored in stored_runs]
 
 
@@ -149,7 +244,7 @@ class InMemoryRunStore:
     """
 
     def __init__(self) -> None:
-        self._runs: dict[str, _StoredRun] = {}
+        self._runs: dict[str, StoredRun] = {}
 
     async def save(self, run: RunState) -> None:
         """Insert or replace the run's state."""
@@ -157,9 +252,7 @@ class InMemoryRunStore:
         copy = RunState.from_dict(decode(state_json))
         stored = self._runs.get(run.run_id)
         if stored is None:
-            self._runs[run.run_id] = _StoredRun(
-                state_json, copy, 0, 0, None, due_at(copy, utc_now())
-            )
+            self._runs[run.run_id] = StoredRun(state_json, copy, 0, due_at(copy, utc_now()))
             return
         stored.state_json, stored.state = state_json, copy
         stored.version += 1
@@ -366,7 +459,7 @@ class MemoryStore:
         #: Artifacts (``core.ports.ArtifactStore``).
         self.artifacts = artifact_store if artifact_store is not None else InMemoryArtifactStore()
 
-    def _get(self, run_id: str) -> _StoredRun:
+    def _get(self, run_id: str) -> StoredRun:
         stored = self.run_store._runs.get(run_id)
         if stored is None:
             raise RunNotFoundError(run_id)
@@ -383,10 +476,9 @@ class MemoryStore:
         if state.run_id in runs:
             raise RunExistsError(state.run_id)
         copy = RunState.from_dict(decode(state_json))
-        stored = _StoredRun(state_json, copy, 0, 0, None, due_at(copy, state.created_at))
+        stored = StoredRun(state_json, copy, 0, due_at(copy, state.created_at))
         if lease is not None:
-            stored.lease_owner, stored.lease_expires_at = lease
-            stored.due_at = lease[1]
+            stored.lease(*lease)
         runs[state.run_id] = stored
         self.ledger_store._records[state.run_id] = []
         return RunHandle(
@@ -401,19 +493,13 @@ class MemoryStore:
     async def load_run(self, run_id: str) -> RunHandle:
         return self._get(run_id).handle()
 
-    def _claim(self, stored: _StoredRun, owner: str, lease_until: datetime) -> RunHandle:
-        stored.lease_owner = owner
-        stored.lease_expires_at = stored.due_at = lease_until
-        stored.version += 1
-        return stored.handle(owner)
-
     async def claim_run(
         self, run_id: str, owner: str, now: datetime, lease_until: datetime
     ) -> RunHandle:
         stored = self._get(run_id)
         if stored.leased(now):
             raise RunLeasedError(run_id, stored.lease_owner, stored.lease_expires_at)
-        return self._claim(stored, owner, lease_until)
+        return stored.claim(owner, lease_until)
 
     async def claim_due(
         self,
@@ -423,25 +509,11 @@ class MemoryStore:
         limit: int,
         workflow_ids: Sequence[str] | None = None,
     ) -> list[RunHandle]:
-        due = [
-            stored
-            for stored in self.run_store._runs.values()
-            if stored.due_at is not None
-            and stored.due_at <= now
-            and not stored.leased(now)
-            and (workflow_ids is None or stored.state.workflow_id in workflow_ids)
-        ]
-        due.sort(key=lambda s: s.due_at or now)
-        return [self._claim(stored, owner, lease_until) for stored in due[:limit]]
+        due = claimable(self.run_store._runs.values(), now, workflow_ids)
+        return [stored.claim(owner, lease_until) for stored in due[:limit]]
 
     async def next_due_at(self, workflow_ids: Sequence[str] | None = None) -> datetime | None:
-        times = [
-            s.due_at
-            for s in self.run_store._runs.values()
-            if s.due_at is not None
-            and (workflow_ids is None or s.state.workflow_id in workflow_ids)
-        ]
-        return min(times) if times else None
+        return earliest_due(self.run_store._runs.values(), workflow_ids)
 
     async def commit_step(
         self,
@@ -460,34 +532,14 @@ class MemoryStore:
             raise ConcurrentUpdateError(run_id, handle.version)
         dicts, head = chain_records(records, handle.head, max_record_bytes)
         self.ledger_store._records[run_id].extend(canonical_json(d) for d in dicts)
-        stored.state_json = state_json
-        stored.state = RunState.from_dict(decode(state_json))
-        stored.version += 1
-        stored.seq += len(dicts)
-        stored.head = head
-        keep = lease_until is not None and state.status is RunStatus.RUNNING
-        if keep:
-            stored.lease_owner, stored.lease_expires_at = handle.owner, lease_until
-            stored.due_at = lease_until
-        else:
-            stored.lease_owner = stored.lease_expires_at = None
-            stored.due_at = due_at(state, now, committing=True)
-        if state.status.is_terminal and state.parent_run_id:
-            self._mark_parent_due(state.parent_run_id, now)
-        return RunHandle(
-            state, stored.version, stored.seq, head, state_json, handle.owner if keep else None
+        committed = stored.committed(
+            handle, state, state_json, len(dicts), head, now=now, lease_until=lease_until
         )
-
-    def _mark_parent_due(self, parent_run_id: str, now: datetime) -> None:
-        parent = self.run_store._runs.get(parent_run_id)
-        if (
-            parent is not None
-            and parent.state.status is RunStatus.WAITING
-            and parent.state.waiting is not None
-            and parent.state.waiting.reason is WaitReason.SUBWORKFLOW
-            and parent.lease_owner is None
-        ):
-            parent.due_at = now
+        if state.status.is_terminal and state.parent_run_id:
+            parent = self.run_store._runs.get(state.parent_run_id)
+            if parent is not None:
+                parent.wake_if_waiting_on_a_child(now)
+        return committed
 
     async def listen(self, callback: Callable[[], None]) -> Callable[[], Awaitable[None]]:
         """Nothing to hear: every writer of a memory store is in this process, and the runtime
@@ -496,16 +548,14 @@ class MemoryStore:
 
     async def release(self, handle: RunHandle, *, now: datetime) -> None:
         stored = self.run_store._runs.get(handle.state.run_id)
-        if stored is None or stored.lease_owner != handle.owner:
-            return
-        stored.lease_owner = stored.lease_expires_at = None
-        stored.due_at = due_at(stored.state, now)
+        if stored is not None:
+            stored.release(handle.owner, now)
 
     async def renew(self, owner: str, run_ids: Sequence[str], lease_until: datetime) -> None:
         for run_id in run_ids:
             stored = self.run_store._runs.get(run_id)
-            if stored is not None and stored.lease_owner == owner:
-                stored.lease_expires_at = stored.due_at = lease_until
+            if stored is not None:
+                stored.renew(owner, lease_until)
 
     async def get_ledger(self, run_id: str) -> list[dict[str, Any]]:
         self._get(run_id)
@@ -529,7 +579,7 @@ class MemoryStore:
                     raise RunNotFoundError(run_id)
                 continue
             # What the run said when we got to it: records appended meanwhile are not ours.
-            count, head = stored.seq, stored.head
+            count, head = stored.seq or 0, stored.head
             yield LedgerHead(current, count, head)
             texts = self.ledger_store._records.get(current, [])
             for index in range(min(count, len(texts))):

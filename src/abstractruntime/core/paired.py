@@ -46,6 +46,9 @@ from .memory import (
     InMemoryRunStore,
     InMemorySnapshotStore,
     MemoryStore,
+    StoredRun,
+    claimable,
+    earliest_due,
     select_runs,
 )
 from .models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
@@ -66,36 +69,14 @@ async def _stop_nothing() -> None:
 
 
 @dataclass
-class PairedRun:
-    """What the adapter holds about one run (a subclass may keep more in ``extra``)."""
+class PairedRun(StoredRun):
+    """What the adapter holds about one run (a subclass may keep more in ``extra``); ``seq``
+    and ``head`` are None until the run's ledger is read."""
 
-    state: RunState
-    state_json: str
-    version: int
-    due_at: datetime | None
-    #: Number of committed ledger records and the last one's hash; None until read.
-    seq: int | None = None
-    head: str | None = None
-    lease_owner: str | None = None
-    lease_expires_at: datetime | None = None
     #: idempotency key -> newest completed record (built on first ``find_effect``).
     effects: dict[str, dict[str, Any]] | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     extra: dict[str, Any] = field(default_factory=dict)
-
-    def leased(self, now: datetime) -> bool:
-        return self.lease_expires_at is not None and self.lease_expires_at > now
-
-    def handle(self, owner: str | None = None) -> RunHandle:
-        assert self.seq is not None
-        return RunHandle(
-            state=RunState.from_dict(decode(self.state_json)),
-            version=self.version,
-            seq=self.seq,
-            head=self.head,
-            state_json=self.state_json,
-            owner=owner,
-        )
 
 
 def _copy(state_json: str) -> RunState:
@@ -194,6 +175,7 @@ class PairedStore:
             state_json=encode_state(state),
             version=0,
             due_at=due_at(state, state.updated_at, committing=True),
+            seq=None,
             extra=extra,
         )
         self._runs[state.run_id] = run
@@ -249,11 +231,10 @@ class PairedStore:
             if run_id in self._runs or await self._read(run_id) is not None:
                 raise RunExistsError(run_id)
             copy = _copy(state_json)
-            run = PairedRun(copy, state_json, 0, due_at(copy, state.created_at), 0, None)
+            run = PairedRun(state_json, copy, 0, due_at(copy, state.created_at))
             await self._write_new(copy, run)
             if lease is not None:
-                run.lease_owner, run.lease_expires_at = lease
-                run.due_at = lease[1]
+                run.lease(*lease)
             self._runs[run_id] = run
         self._loading.pop(run_id, None)
         return RunHandle(
@@ -268,12 +249,6 @@ class PairedStore:
     async def load_run(self, run_id: str) -> RunHandle:
         return (await self._positioned(run_id)).handle()
 
-    def _claim(self, run: PairedRun, owner: str, lease_until: datetime) -> RunHandle:
-        run.lease_owner = owner
-        run.lease_expires_at = run.due_at = lease_until
-        run.version += 1
-        return run.handle(owner)
-
     async def claim_run(
         self, run_id: str, owner: str, now: datetime, lease_until: datetime
     ) -> RunHandle:
@@ -281,7 +256,7 @@ class PairedStore:
         async with run.lock:  # a commit in flight lands first, as in one transaction
             if run.leased(now):
                 raise RunLeasedError(run_id, run.lease_owner, run.lease_expires_at)
-            return self._claim(run, owner, lease_until)
+            return run.claim(owner, lease_until)
 
     async def claim_due(
         self,
@@ -292,36 +267,21 @@ class PairedStore:
         workflow_ids: Sequence[str] | None = None,
     ) -> list[RunHandle]:
         await self._discover()
-
-        def due(run: PairedRun) -> bool:
-            return (
-                run.due_at is not None
-                and run.due_at <= now
-                and not run.leased(now)
-                and not run.lock.locked()
-                and (workflow_ids is None or run.state.workflow_id in workflow_ids)
-            )
-
-        candidates = sorted((r for r in self._known() if due(r)), key=lambda r: r.due_at or now)
         claimed: list[RunHandle] = []
-        for run in candidates:
+        for run in claimable(self._known(), now, workflow_ids):
             if len(claimed) >= limit:
                 break
+            if run.lock.locked():  # a commit in flight
+                continue
             if run.seq is None:
                 await self._positioned(run.state.run_id)
-            if due(run):  # still, after the read above
-                claimed.append(self._claim(run, owner, lease_until))
+            if run.is_due(now, workflow_ids) and not run.lock.locked():  # still, after the read
+                claimed.append(run.claim(owner, lease_until))
         return claimed
 
     async def next_due_at(self, workflow_ids: Sequence[str] | None = None) -> datetime | None:
         await self._discover()
-        times = [
-            r.due_at
-            for r in self._known()
-            if r.due_at is not None
-            and (workflow_ids is None or r.state.workflow_id in workflow_ids)
-        ]
-        return min(times) if times else None
+        return earliest_due(self._known(), workflow_ids)
 
     async def commit_step(
         self,
@@ -340,51 +300,29 @@ class PairedStore:
             if run.version != handle.version:
                 raise ConcurrentUpdateError(run_id, handle.version)
             dicts, head = chain_records(records, handle.head, max_record_bytes)
-            copy = _copy(state_json)
-            await self._write_step(run, copy, records, dicts)
-            run.state_json, run.state = state_json, copy
-            run.version += 1
-            run.seq = (run.seq or 0) + len(dicts)
-            run.head = head
+            await self._write_step(run, _copy(state_json), records, dicts)
             if run.effects is not None:
                 self._index_effects(run.effects, dicts)
-            keep = lease_until is not None and state.status is RunStatus.RUNNING
-            if keep:
-                run.lease_owner, run.lease_expires_at = handle.owner, lease_until
-                run.due_at = lease_until
-            else:
-                run.lease_owner = run.lease_expires_at = None
-                run.due_at = due_at(state, now, committing=True)
-            if state.status.is_terminal and state.parent_run_id:
-                self._mark_parent_due(state.parent_run_id, now)
-            return RunHandle(
-                state, run.version, run.seq, head, state_json, handle.owner if keep else None
+            committed = run.committed(
+                handle, state, state_json, len(dicts), head, now=now, lease_until=lease_until
             )
-
-    def _mark_parent_due(self, parent_run_id: str, now: datetime) -> None:
-        """A parent not in memory yet is due anyway when read (see ``_remember``)."""
-        parent = self._runs.get(parent_run_id)
-        if (
-            parent is not None
-            and parent.state.status is RunStatus.WAITING
-            and parent.state.waiting is not None
-            and parent.state.waiting.reason is WaitReason.SUBWORKFLOW
-            and parent.lease_owner is None
-        ):
-            parent.due_at = now
+            if state.status.is_terminal and state.parent_run_id:
+                # A parent not in memory yet is due anyway when read (see ``_remember``).
+                parent = self._runs.get(state.parent_run_id)
+                if parent is not None:
+                    parent.wake_if_waiting_on_a_child(now)
+            return committed
 
     async def release(self, handle: RunHandle, *, now: datetime) -> None:
         run = self._runs.get(handle.state.run_id)
-        if run is None or run.lease_owner != handle.owner:
-            return
-        run.lease_owner = run.lease_expires_at = None
-        run.due_at = due_at(run.state, now)
+        if run is not None:
+            run.release(handle.owner, now)
 
     async def renew(self, owner: str, run_ids: Sequence[str], lease_until: datetime) -> None:
         for run_id in run_ids:
             run = self._runs.get(run_id)
-            if run is not None and run.lease_owner == owner:
-                run.lease_expires_at = run.due_at = lease_until
+            if run is not None:
+                run.renew(owner, lease_until)
 
     async def get_ledger(self, run_id: str) -> list[dict[str, Any]]:
         return await self._read_ledger(await self._positioned(run_id))
