@@ -10,7 +10,6 @@ from importlib.metadata import version
 from pathlib import Path
 
 import original_workflows as wf
-from abstractruntime.storage.artifacts import FileArtifactStore
 
 import abstractruntime
 from abstractruntime import Runtime
@@ -22,6 +21,7 @@ from abstractruntime.storage import (
     JsonSnapshotStore,
     Snapshot,
 )
+from abstractruntime.storage.artifacts import FileArtifactStore
 
 assert version("abstractruntime") == "0.2.0", version("abstractruntime")
 assert "site-packages" in abstractruntime.__file__, abstractruntime.__file__
