@@ -19,6 +19,7 @@ from abstractruntime.storage.sql.statements import (
     Sqlite,
     claim_due_args,
     find_effect_query,
+    list_runs_query,
     next_due_query,
 )
 from tests.acceptance.worker_app import TEN_STEPS
@@ -133,6 +134,24 @@ async def test_poll_cycle_with_100k_waiting_runs_uses_the_due_index(db_url: str)
                 ), text
             else:
                 assert "SCAN abstractruntime_runs\n" not in text + "\n", text
+        # Waiting runs by deadline (find_waiting_runs(order_by="deadline"), runs list
+        # --overdue-within): a range of the (status, wait_until) index, which holds timeouts too.
+        for before in (None, now + timedelta(hours=1)):
+            by_deadline = list_runs_query(
+                status=RunStatus.WAITING,
+                workflow_id=None,
+                wait_reason=None,
+                wait_key=None,
+                parent_run_id=None,
+                limit=50,
+                deadline=True,
+                deadline_before=before,
+            )
+            lines = await explain(store, by_deadline)
+            text = "\n".join(lines)
+            assert "ix_abstractruntime_runs_status_wait_until" in text, text
+            assert not any(line.startswith(("Seq Scan", "Sort")) for line in lines), text
+            assert "USE TEMP B-TREE" not in text, text
 
         # A real scheduler cycle claims exactly the due runs and keeps no memory per run.
         sr = await create_scheduled_runtime(

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import SerializationError, SizeLimitError
+from . import timeouts
 from .models import Effect, EffectType, RunState, RunStatus, StepPlan, WaitReason
 from .serde import encode
 from .spec import WorkflowSpec
@@ -95,6 +96,9 @@ def _effect_problem(workflow: WorkflowSpec, effect: object) -> str | None:
             f"an Effect {effect.type.value!r} that resumes at node {target!r}, which is not a "
             f"node of workflow {workflow.workflow_id!r}"
         )
+    problem = timeouts.problem(effect, workflow.nodes)
+    if problem:
+        return f"an Effect {effect.type.value!r} whose {problem}"
     return None
 
 
@@ -196,4 +200,5 @@ def due_at(state: RunState, now: datetime, *, committing: bool = False) -> datet
             return waiting.until
         if committing and waiting.reason is WaitReason.SUBWORKFLOW:
             return now
+        return waiting.timeout_at
     return None

@@ -16,6 +16,7 @@ The life of a run::
     running ──plan: complete_output─────────▶ completed
     running ──effect completed──────────────▶ running at next_node, or completed
     running ──effect waiting────────────────▶ waiting ──resume / timer / child ended──▶ running
+    waiting ──its timeout passed first──────▶ running at timeout_node (time_out)
     running ──failed attempt, attempts left─▶ waiting (until the backoff is over) ──▶ running
     running ──final failure, or the last────▶ failed
     any unfinished ──cancel──▶ cancelled;  any ──restore──▶ the snapshot's state
@@ -30,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..errors import SerializationError
-from . import waitkeys
+from . import timeouts, waitkeys
 from .effects import EffectOutcome
 from .kernel import check_size, clean_error, set_dotted
 from .models import (
@@ -170,6 +171,7 @@ def apply_outcome(
             wait.resume_to_node = plan.next_node
         if wait.result_key is None:
             wait.result_key = effect.result_key
+        timeouts.arm(wait, effect, record.started_at)
         record.status = StepStatus.WAITING
         record.result = {"wait": wait.to_dict()}
         state.status = RunStatus.WAITING
@@ -287,6 +289,21 @@ def timer_payload(waiting: WaitState, now: datetime) -> dict[str, Any] | None:
     if waiting.reason is WaitReason.UNTIL and waiting.until is not None and now >= waiting.until:
         return {"until": iso(waiting.until)}
     return None
+
+
+def time_out(state: RunState, workflow: WorkflowSpec, now: datetime) -> Transition | None:
+    """A waiting run whose timeout has passed goes on at its ``timeout_node`` (else at
+    ``resume_to_node``) with ``{"timed_out": True, "waited_s", "wait_key"}`` at ``result_key``;
+    the record's result says so. None: it does not wait, or its timeout has not passed."""
+    waiting = state.waiting
+    if state.status is not RunStatus.WAITING or waiting is None:
+        return None
+    payload = timeouts.payload(waiting, now)
+    if payload is None:
+        return None
+    if waiting.timeout_node is not None:
+        waiting.resume_to_node = waiting.timeout_node
+    return resume(state, workflow, payload, now)
 
 
 def subworkflow_result(child: RunState) -> dict[str, Any] | str | None:

@@ -25,6 +25,7 @@ from ..errors import (
     RunLeasedError,
     RunNotFoundError,
 )
+from . import timeouts
 from .artifacts import (
     DEFAULT_CONTENT_TYPE,
     Artifact,
@@ -189,6 +190,24 @@ def _due_by(state: RunState, time: datetime) -> bool:
     )
 
 
+def _deadline_by(state: RunState, time: datetime) -> bool:
+    deadline = timeouts.deadline_of(state.waiting)
+    return deadline is not None and deadline <= time
+
+
+def _by_deadline(found: list[Held]) -> list[Held]:
+    """Earliest deadline first (as SQL orders ``wait_until``), then the runs without one, most
+    recently updated first."""
+    timed = [(timeouts.deadline_of(s.state.waiting), s) for s in found]
+    first = sorted(
+        ((deadline, s) for deadline, s in timed if deadline is not None),
+        key=lambda pair: (pair[0], pair[1].state.run_id),
+    )
+    rest = [s for deadline, s in timed if deadline is None]
+    rest.sort(key=lambda s: s.state.updated_at, reverse=True)
+    return [s for _, s in first] + rest
+
+
 class HoldsState(Protocol):
     """A stored run of a store that keeps runs in memory."""
 
@@ -209,9 +228,13 @@ def select_runs(
     parent_run_id: str | None = None,
     due_by: datetime | None = None,
     limit: int | None,
+    order: str = "updated",
+    deadline_before: datetime | None = None,
 ) -> list[Held]:
     """The stored runs passing every given filter, most recently updated first (with
-    ``due_by``: earliest ``until`` first); the list filters of the in-memory stores."""
+    ``due_by``: earliest ``until`` first; ``order="deadline"`` or ``deadline_before``: earliest
+    deadline first, runs without one last); the list filters of the in-memory stores."""
+    timeouts.check_order(order)
     found = []
     for stored in stored_runs:
         state, waiting = stored.state, stored.state.waiting
@@ -222,9 +245,12 @@ def select_runs(
             and (wait_reason is None or (waiting and waiting.reason is WaitReason(wait_reason)))
             and (wait_key is None or (waiting and waiting.wait_key == wait_key))
             and (due_by is None or _due_by(state, due_by))
+            and (deadline_before is None or _deadline_by(state, deadline_before))
         ):
             found.append(stored)
-    if due_by is not None:
+    if due_by is None and (order == "deadline" or deadline_before is not None):
+        found = _by_deadline(found)
+    elif due_by is not None:
         found.sort(key=lambda s: (s.state.waiting and s.state.waiting.until, s.state.run_id))
     else:
         found.sort(key=lambda s: s.state.updated_at, reverse=True)
@@ -603,6 +629,8 @@ class MemoryStore:
         parent_run_id: str | None = None,
         limit: int = 100,
         due_by: datetime | None = None,
+        order: str = "updated",
+        deadline_before: datetime | None = None,
     ) -> list[RunState]:
         return _states(
             select_runs(
@@ -614,6 +642,8 @@ class MemoryStore:
                 parent_run_id=parent_run_id,
                 due_by=due_by,
                 limit=limit,
+                order=order,
+                deadline_before=deadline_before,
             )
         )
 

@@ -135,9 +135,16 @@ class StepPlan:
 
 @dataclass
 class WaitState(_IsoTimes):
-    """Why and on what a run waits, and where it continues once resumed."""
+    """Why and on what a run waits, and where it continues once resumed.
 
-    _TIMES = frozenset({"until"})
+    ``timeout_at``: when the wait gives up (``ask_user``, ``wait_event`` and a sync
+    ``start_subworkflow`` with ``timeout_s`` / ``timeout_at``): the run then goes on at
+    ``timeout_node`` (None: ``resume_to_node``) with ``{"timed_out": True, ...}`` at
+    ``result_key``; ``waiting_since`` is when the timed wait began. The three are in ``to_dict``
+    only when set, so the states and ledger records of waits without a timeout keep their bytes.
+    """
+
+    _TIMES = frozenset({"until", "timeout_at", "waiting_since"})
 
     reason: WaitReason
     wait_key: str | None = None
@@ -148,13 +155,18 @@ class WaitState(_IsoTimes):
     choices: list[str] | None = None
     allow_free_text: bool = True
     details: dict[str, Any] | None = None
+    timeout_at: datetime | None = None
+    timeout_node: str | None = None
+    waiting_since: datetime | None = None
 
     def __post_init__(self) -> None:
         self.reason = WaitReason(self.reason)
         self.until = _opt_time(self.until)
+        self.timeout_at = _opt_time(self.timeout_at)
+        self.waiting_since = _opt_time(self.waiting_since)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "reason": self.reason.value,
             "wait_key": self.wait_key,
             "until": _opt_iso(self.until),
@@ -165,6 +177,13 @@ class WaitState(_IsoTimes):
             "allow_free_text": self.allow_free_text,
             "details": self.details,
         }
+        if self.timeout_at is not None:
+            data["timeout_at"] = iso(self.timeout_at)
+        if self.timeout_node is not None:
+            data["timeout_node"] = self.timeout_node
+        if self.waiting_since is not None:
+            data["waiting_since"] = iso(self.waiting_since)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WaitState:
@@ -178,6 +197,9 @@ class WaitState(_IsoTimes):
             choices=data.get("choices"),
             allow_free_text=data.get("allow_free_text", True),
             details=data.get("details"),
+            timeout_at=data.get("timeout_at"),
+            timeout_node=data.get("timeout_node"),
+            waiting_since=data.get("waiting_since"),
         )
 
 

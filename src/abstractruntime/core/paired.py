@@ -381,6 +381,8 @@ class PairedStore:
         parent_run_id: str | None = None,
         limit: int = 100,
         due_by: datetime | None = None,
+        order: str = "updated",
+        deadline_before: datetime | None = None,
     ) -> list[RunState]:
         await self._discover()
         found = select_runs(
@@ -392,6 +394,8 @@ class PairedStore:
             parent_run_id=parent_run_id,
             due_by=due_by,
             limit=limit,
+            order=order,
+            deadline_before=deadline_before,
         )
         return [_copy(r.state_json) for r in found]
 

@@ -394,11 +394,17 @@ class Store(Protocol):
         parent_run_id: str | None = None,
         limit: int = 100,
         due_by: datetime | None = None,
+        order: str = "updated",
+        deadline_before: datetime | None = None,
     ) -> list[RunState]:
         """Runs matching every given filter, most recently updated first.
 
         ``due_by``: only runs waiting until a time at or before it (``wait_until``), earliest
         first.
+
+        ``order="deadline"``: earliest deadline first (a wait's ``until`` or ``timeout_at``),
+        then the runs without one, most recently updated first. ``deadline_before``: only the
+        runs whose deadline is at or before it (earliest first, whatever ``order``).
         """
         ...
 

@@ -31,7 +31,7 @@ from ..errors import (
     StoreError,
     WaitKeyMismatchError,
 )
-from . import limits, machine, subworkflows
+from . import limits, machine, subworkflows, timeouts
 from .config import RuntimeConfig
 from .context import StepContext
 from .crashpoints import crash_point
@@ -251,8 +251,10 @@ class Runtime:
 
         Raises ``WaitKeyMismatchError`` (a ``ValueError``) when ``wait_key`` is not the key the
         run waits on (``wait_key=None`` skips that check, as in the original),
-        ``RunNotWaitingError`` when it does not wait (e.g. another caller resumed it first) and
-        ``RunLeasedError`` while another worker holds it.
+        ``RunNotWaitingError`` when it does not wait (e.g. another caller resumed it first, or
+        its wait timed out: an answer at or after the wait's ``timeout_at`` loses, and this call
+        then times the run out itself if no scheduler has yet) and ``RunLeasedError`` while
+        another worker holds it.
         """
         if payload is None:
             payload = {}
@@ -274,11 +276,22 @@ class Runtime:
                     f"wait_key mismatch: run {run_id!r} waits on {waiting.wait_key!r}, "
                     f"not {wait_key!r}"
                 )
-            held = _Held(handle)
-            await self._commit(held, machine.resume(state, workflow, payload, self.config.clock()))
+            late = timeouts.payload(waiting, self.config.clock()) is not None
+            if not late:
+                held = _Held(handle)
+                now = self.config.clock()
+                await self._commit(held, machine.resume(state, workflow, payload, now))
         except BaseException:
             await self._release(handle)
             raise
+        if late:  # the deadline came first: the timeout wins, whoever commits it
+            with contextlib.suppress(ConcurrentUpdateError, RunLeasedError):
+                await self._drive(workflow, handle, max_steps)
+            deadline = iso(waiting.timeout_at) if waiting.timeout_at else "?"
+            raise RunNotWaitingError(
+                f"run {run_id!r} timed out waiting on {waiting.wait_key!r} at {deadline}; "
+                "the answer came too late"
+            )
         try:
             return (await self._drive(workflow, held.handle, max_steps)).state
         except (ConcurrentUpdateError, RunLeasedError):
@@ -529,7 +542,9 @@ class Runtime:
                 payload = await subworkflows.child_result(self, waiting)
             else:
                 payload = machine.timer_payload(waiting, self.config.clock())
-            if payload is None:
+            now = self.config.clock()
+            timed_out = payload is None and timeouts.payload(waiting, now) is not None
+            if payload is None and not timed_out:
                 return
             if held.handle.owner is None:  # we just committed the wait; claim it back to go on
                 try:
@@ -539,7 +554,13 @@ class Runtime:
                 if held.state.waiting != waiting:
                     continue
             now = self.config.clock()
-            if isinstance(payload, str):
+            if timed_out:
+                transition = machine.time_out(held.state, workflow, now)
+                if transition is None:
+                    return
+                await self._commit(held, transition)
+                await subworkflows.cancel_after_timeout(self, held.state.run_id, waiting)
+            elif isinstance(payload, str):
                 record = machine.new_record(held.state, now, StepStatus.FAILED)
                 await self._commit_failure(held, record, payload)
             elif machine.retry_of(held.state.waiting) is not None:
@@ -547,6 +568,7 @@ class Runtime:
                 await self._step(workflow, held, retry)
                 steps += 1
             else:
+                assert payload is not None
                 await self._commit(held, machine.resume(held.state, workflow, payload, now))
 
     async def _step(
@@ -607,8 +629,9 @@ class Runtime:
         state = held.state
         effect = plan.effect
         assert effect is not None
-        record.effect = effect.to_dict()
         name = effect.type.value
+        timeouts.normalise(effect)  # a timeout_at datetime, recorded as its ISO text
+        record.effect = effect.to_dict()
         try:  # an effect that could not be recorded is not performed at all
             machine.check_payload(
                 effect.payload, f"the payload of effect {name!r}", self.config.max_payload_bytes

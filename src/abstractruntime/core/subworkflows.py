@@ -8,6 +8,9 @@ Part of the runtime's driver (``runtime.py``), kept apart for its own rules:
   parent waits (``WaitReason.SUBWORKFLOW``) if the child waits.
 - A child that ends wakes its waiting parent: here when this process holds it, else the store
   makes the parent due (in the child's last commit) for any worker.
+- A parent whose wait timed out (``timeout_s`` / ``timeout_at``) cancels its child and the
+  child's children, after the parent's timeout is committed (so the child's cancel cannot wake
+  the parent: it no longer waits on it).
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from .ports import RunHandle
 
 if TYPE_CHECKING:
     from .runtime import Runtime
+
+#: Children cancelled per parent by ``cancel_tree``.
+MAX_CHILDREN = 10_000
 
 
 def child_run_id(parent_run_id: str, seq: int) -> str:
@@ -135,3 +141,31 @@ async def wake_parent(rt: Runtime, child: RunState) -> None:
         return
     with contextlib.suppress(RunLeasedError, ConcurrentUpdateError):
         await rt._drive(workflow, await rt._claim(parent.run_id), None)
+
+
+async def cancel_tree(rt: Runtime, run_id: str, *, reason: str | None = None) -> list[RunState]:
+    """Cancel the run and every unfinished run below it (children, grandchildren...); returns
+    the states of the runs this call cancelled, the root first."""
+    cancelled: list[RunState] = []
+    pending = [run_id]
+    while pending:
+        current = pending.pop(0)
+        was = await rt.get_state(current)
+        why = reason if current == run_id else reason or f"parent run {run_id} was cancelled"
+        state = await rt.cancel_run(current, why)
+        if not was.status.is_terminal and state.status is RunStatus.CANCELLED:
+            cancelled.append(state)
+        children = await rt.store.list_runs(parent_run_id=current, limit=MAX_CHILDREN)
+        # A finished child may still have an unfinished (async) child of its own.
+        pending.extend(child.run_id for child in children)
+    return cancelled
+
+
+async def cancel_after_timeout(rt: Runtime, parent_run_id: str, waiting: WaitState) -> None:
+    """The parent's wait on its child timed out (and that is committed): cancel the child with
+    its children."""
+    child_id = (waiting.details or {}).get("sub_run_id")
+    if waiting.reason is not WaitReason.SUBWORKFLOW or not isinstance(child_id, str):
+        return
+    with contextlib.suppress(RunNotFoundError):
+        await cancel_tree(rt, child_id, reason=f"parent run {parent_run_id} timed out waiting")

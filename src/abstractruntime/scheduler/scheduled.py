@@ -190,10 +190,12 @@ class ScheduledRuntime:
         wait_reason: WaitReason | None = None,
         workflow_id: str | None = None,
         limit: int = 100,
+        order_by: str = "updated",
     ) -> list[RunState]:
-        """Waiting runs (e.g. pending ``ask_user`` prompts), most recently updated first."""
+        """Waiting runs (e.g. pending ``ask_user`` prompts), most recently updated first;
+        ``order_by="deadline"``: earliest deadline first, the runs without one last."""
         return await self.scheduler.find_waiting_runs(
-            wait_reason=wait_reason, workflow_id=workflow_id, limit=limit
+            wait_reason=wait_reason, workflow_id=workflow_id, limit=limit, order_by=order_by
         )
 
     # -- lifecycle ----------------------------------------------------------------------------

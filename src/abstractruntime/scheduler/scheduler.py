@@ -29,9 +29,6 @@ logger = logging.getLogger("abstractruntime.scheduler")
 _MIN_SLEEP_S = 0.005
 _MAX_BACKOFF_S = 30.0
 
-#: Children cancelled per parent by cancel_with_children.
-_MAX_CHILDREN = 10_000
-
 #: How the loop sleeps between cycles: ``await wait(event, timeout)`` returns once ``event`` is
 #: set or ``timeout`` seconds have passed, whichever comes first, without raising.
 Wait = Callable[[asyncio.Event, float], Awaitable[None]]
@@ -308,10 +305,17 @@ class Scheduler:
         wait_reason: WaitReason | None = None,
         workflow_id: str | None = None,
         limit: int = 100,
+        order_by: str = "updated",
     ) -> list[RunState]:
-        """Waiting runs (e.g. pending ``ask_user`` prompts), most recently updated first."""
+        """Waiting runs (e.g. pending ``ask_user`` prompts), most recently updated first;
+        ``order_by="deadline"``: earliest deadline first (``timeout_at``, or a ``wait_until``'s
+        time), the runs without one last."""
         return await self.runtime.store.list_runs(
-            status=RunStatus.WAITING, wait_reason=wait_reason, workflow_id=workflow_id, limit=limit
+            status=RunStatus.WAITING,
+            wait_reason=wait_reason,
+            workflow_id=workflow_id,
+            limit=limit,
+            order=order_by,
         )
 
     async def cancel_with_children(
@@ -319,21 +323,7 @@ class Scheduler:
     ) -> list[RunState]:
         """Cancel the run and every unfinished run below it (children, grandchildren...);
         returns the states of the runs this call cancelled, the root first."""
-        cancelled: list[RunState] = []
-        pending = [run_id]
-        while pending:
-            current = pending.pop(0)
-            was = await self.runtime.get_state(current)
-            why = reason if current == run_id else reason or f"parent run {run_id} was cancelled"
-            state = await self.runtime.cancel_run(current, why)
-            if not was.status.is_terminal and state.status is RunStatus.CANCELLED:
-                cancelled.append(state)
-            children = await self.runtime.store.list_runs(
-                parent_run_id=current, limit=_MAX_CHILDREN
-            )
-            # A finished child may still have an unfinished (async) child of its own.
-            pending.extend(child.run_id for child in children)
-        return cancelled
+        return await subworkflows.cancel_tree(self.runtime, run_id, reason=reason)
 
     async def resume_subworkflow_parent(
         self, *, child_run_id: str, child_output: Mapping[str, Any] | None = None

@@ -43,6 +43,7 @@ from ...core.artifacts import ArtifactMetadata
 from ...core.models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
 from ...core.serde import canonical_json, encode
 from ...core.snapshot import Snapshot, fold
+from ...core.timeouts import deadline_of
 from .schema import RawJSON, artifact_tags, artifacts, ledger, runs, snapshot_tags, snapshots
 
 #: Channel of the NOTIFY sent when a run becomes due; idle Postgres workers LISTEN on it.
@@ -90,7 +91,8 @@ def run_values(state: RunState, state_json: str) -> dict[str, Any]:
         "current_node": state.current_node,
         "wait_reason": waiting.reason.value if waiting else None,
         "wait_key": waiting.wait_key if waiting else None,
-        "wait_until": waiting.until if waiting else None,
+        # When the wait ends by itself: ``until``, or a timeout (``list_runs(order="deadline")``).
+        "wait_until": deadline_of(waiting),
         "parent_run_id": state.parent_run_id,
         "actor_id": state.actor_id,
         "session_id": state.session_id,
@@ -539,9 +541,16 @@ def list_runs_query(
     parent_run_id: str | None,
     limit: int,
     due_by: datetime | None = None,
+    deadline: bool | None = None,
+    deadline_before: datetime | None = None,
 ) -> sa.Select[Any]:
     """The states of the runs passing every given filter, most recently updated first; with
-    ``due_by``, the runs waiting until a time at or before it, earliest first."""
+    ``due_by``, the runs waiting until a time at or before it, earliest first.
+
+    ``deadline=True``: only runs with a deadline (``wait_until``: a wait's ``until`` or its
+    ``timeout_at``), earliest first, at or before ``deadline_before`` if given (with
+    ``status="waiting"``, a range of the ``(status, wait_until)`` index); ``deadline=False``:
+    the runs without one, most recently updated first."""
     query = sa.select(sa.cast(runs.c.state, sa.Text))
     if status is not None:
         query = query.where(runs.c.status == RunStatus(status).value)
@@ -560,6 +569,15 @@ def list_runs_query(
             runs.c.wait_until <= due_by,
         )
         return query.order_by(runs.c.wait_until, runs.c.run_id).limit(limit)
+    if deadline is not None:
+        if not deadline:
+            query = query.where(runs.c.wait_until.is_(None))
+        else:
+            query = query.where(runs.c.wait_until.is_not(None))
+            if deadline_before is not None:
+                query = query.where(runs.c.wait_until <= deadline_before)
+            # By the deadline alone, the index's order: a tie-breaker would make a sort.
+            return query.order_by(runs.c.wait_until).limit(limit)
     return query.order_by(runs.c.updated_at.desc(), runs.c.run_id).limit(limit)
 
 

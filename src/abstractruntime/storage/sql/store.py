@@ -29,6 +29,7 @@ import sqlalchemy.exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ...core import timeouts
 from ...core.kernel import due_at, unstorable
 from ...core.ledger import LedgerRow, chain_records
 from ...core.models import RunState, RunStatus, StepRecord, WaitReason
@@ -432,21 +433,35 @@ class SqlStore:
         parent_run_id: str | None = None,
         limit: int = 100,
         due_by: datetime | None = None,
+        order: str = "updated",
+        deadline_before: datetime | None = None,
     ) -> list[RunState]:
+        timeouts.check_order(order)
         if unstorable(workflow_id, wait_key, parent_run_id):
             return []
         await self._ensure_ready()
-        query = statements.list_runs_query(
-            status=status,
-            workflow_id=workflow_id,
-            wait_reason=wait_reason,
-            wait_key=wait_key,
-            parent_run_id=parent_run_id,
-            limit=limit,
-            due_by=due_by,
-        )
+        by_deadline = due_by is None and (order == "deadline" or deadline_before is not None)
+
+        def query(limit: int, deadline: bool | None) -> Any:
+            return statements.list_runs_query(
+                status=status,
+                workflow_id=workflow_id,
+                wait_reason=wait_reason,
+                wait_key=wait_key,
+                parent_run_id=parent_run_id,
+                limit=limit,
+                due_by=due_by,
+                deadline=deadline,
+                deadline_before=deadline_before,
+            )
+
         async with self._reaching("cannot read"), self.engine.connect() as conn:
-            texts = (await conn.execute(query)).scalars().all()
+            texts = list((await conn.execute(query(limit, by_deadline or None))).scalars())
+            if by_deadline and deadline_before is None and len(texts) < limit:
+                # Then the runs without a deadline: two index-friendly queries rather than one
+                # NULLS LAST sort, which SQLite cannot read off the index.
+                rest = query(limit - len(texts), False)
+                texts.extend((await conn.execute(rest)).scalars())
         return [RunState.from_dict(decode(text)) for text in texts]
 
     async def find_effect(self, run_id: str, idempotency_key: str) -> dict[str, Any] | None:
