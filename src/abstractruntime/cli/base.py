@@ -84,6 +84,23 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_s(text: str) -> float:
+    """A duration as seconds: ``30s``, ``15m``, ``1h``, ``2d`` (or a bare number of seconds)."""
+    raw = text.strip().lower()
+    unit = _DURATION_UNITS.get(raw[-1:]) if raw else None
+    number = raw[:-1] if unit is not None else raw
+    try:
+        value = float(number) * (unit or 1)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 30s, 15m, 1h, 2d)")
+    return value
+
+
 def _finite_float(text: str) -> float:
     try:
         value = float(text)

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import timedelta
 from typing import Any
 
 from ..app import load_app
 from ..core.models import RunState, RunStatus
 from ..core.runtime import Runtime
+from ..core.serde import utc_now
 from ..storage.sql import SqlStore
-from .base import APP_HELP, EXIT_OK, CliError, Parser, Subparsers, add_group, positive_int
+from .base import (
+    APP_HELP,
+    EXIT_OK,
+    CliError,
+    Parser,
+    Subparsers,
+    add_group,
+    duration_s,
+    positive_int,
+)
 from .output import Progress, describe_state, emit, fields, table, to_json, when
 
 _HEADERS = ("RUN_ID", "WORKFLOW", "STATUS", "NODE", "WAITING_ON", "UPDATED")
@@ -19,10 +30,14 @@ _HEADERS = ("RUN_ID", "WORKFLOW", "STATUS", "NODE", "WAITING_ON", "UPDATED")
 async def list_runs(args: argparse.Namespace, store: SqlStore) -> int:
     with Progress() as progress:
         progress.update("reading runs…", force=True)
+        within = args.overdue_within
+        status = RunStatus(args.status) if args.status else None
         states = await store.list_runs(
-            status=RunStatus(args.status) if args.status else None,
+            # A deadline is a wait's: --overdue-within lists waiting runs unless told otherwise.
+            status=RunStatus.WAITING if within is not None and status is None else status,
             workflow_id=args.workflow,
             limit=args.limit,
+            deadline_before=None if within is None else utc_now() + timedelta(seconds=within),
         )
     emit(
         args,
@@ -40,6 +55,8 @@ def _row(state: RunState) -> list[Any]:
             on = f"until {when(waiting.until)}"
         else:
             on = waiting.wait_key or waiting.reason.value
+        if waiting.timeout_at is not None:
+            on = f"{on}, timeout {when(waiting.timeout_at)}"
     return [
         state.run_id,
         state.workflow_id,
@@ -76,6 +93,11 @@ def _show_text(state: RunState, count: int, head: str | None) -> str:
             ("waiting", waiting.reason.value),
             ("wait_key", waiting.wait_key),
             ("until", waiting.until),
+            *(
+                [("timeout_at", waiting.timeout_at), ("timeout_node", waiting.timeout_node)]
+                if waiting.timeout_at is not None
+                else []
+            ),
             ("prompt", waiting.prompt),
             ("choices", to_json(waiting.choices) if waiting.choices else None),
         ]
@@ -145,6 +167,14 @@ def configure_parser(subparsers: Subparsers, common: Parser) -> None:
     listing.add_argument("--status", choices=[s.value for s in RunStatus])
     listing.add_argument("--workflow", metavar="WORKFLOW_ID")
     listing.add_argument("--limit", type=positive_int, default=50, metavar="N")
+    listing.add_argument(
+        "--overdue-within",
+        type=duration_s,
+        metavar="DURATION",
+        help="only runs whose wait ends (times out, or its wait_until comes) within DURATION "
+        "from now or has already passed, earliest first (30s, 15m, 1h, 2d); waiting runs "
+        "unless --status says otherwise",
+    )
     shown = actions.add_parser("show", help="a run's state", parents=[common])
     shown.add_argument("run_id", metavar="RUN_ID")
     cancelled = actions.add_parser(
