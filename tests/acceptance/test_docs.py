@@ -62,3 +62,23 @@ def test_the_python_examples_run(tmp_path: Path, page: str, index: int) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_timeouts_example_runs(tmp_path: Path) -> None:
+    [code] = [code for code in blocks("scheduler.md", "python") if "timeout_node" in code]
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout.splitlines()
+    assert out[1:3] == ["True", "{'approved': 'yes'}"], out
+    assert re.fullmatch(
+        r"\{'escalated': \{'timed_out': True, 'wait_key': 'user:\w+:ask', 'waited_s': 0\.5\d*\}\}",
+        out[3],
+    ), out
