@@ -310,12 +310,14 @@ class Scheduler:
         """Waiting runs (e.g. pending ``ask_user`` prompts), most recently updated first;
         ``order_by="deadline"``: earliest deadline first (``timeout_at``, or a ``wait_until``'s
         time), the runs without one last."""
+        # The default order is asked for as before, so a store of the user's own keeps working.
+        ordered: dict[str, Any] = {} if order_by == "updated" else {"order": order_by}
         return await self.runtime.store.list_runs(
             status=RunStatus.WAITING,
             wait_reason=wait_reason,
             workflow_id=workflow_id,
             limit=limit,
-            order=order_by,
+            **ordered,
         )
 
     async def cancel_with_children(
