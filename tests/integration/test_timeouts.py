@@ -330,6 +330,32 @@ async def test_a_timed_out_sync_subworkflow_is_cancelled_with_its_children(
         await wait_for_status(sr, grandchild.run_id, RunStatus.CANCELLED)
 
 
+async def test_a_parent_whose_child_was_cancelled_after_its_deadline_times_out(
+    store: Any,
+) -> None:
+    """A timed-out parent cancels its child before committing its own timeout: a process that
+    dies in between leaves the parent due, and the next worker times it out (the cancelled
+    child does not fail it)."""
+    clock = FakeClock()
+    wf = timed(EffectType.START_SUBWORKFLOW, timeout_s=30, timeout_node="late")
+    async with await scheduled_on(
+        clock, store=store, workflows=[wf, middle(grandchild=False)], auto_start=False
+    ) as sr:
+        run_id, state = await sr.run(wf)
+        assert state.waiting is not None
+        clock.advance(30)
+        # What the dead process did before its parent's commit: the child is cancelled.
+        await sr.runtime.cancel_run(state.waiting.details["sub_run_id"], "parent run timed out")  # type: ignore[index]
+        assert await sr.scheduler.poll_once() == 1
+        done = await sr.get_state(run_id)
+        assert (
+            done.status is RunStatus.COMPLETED
+            and done.output is not None
+            and done.output["at"] == "late"
+        )
+        assert outcomes(await sr.get_ledger(run_id)) == (1, 0)
+
+
 async def test_a_sync_child_that_ends_in_time_wins_over_the_timeout(store: Any) -> None:
     clock = FakeClock()
     wf = timed(EffectType.START_SUBWORKFLOW, timeout_s=30, timeout_node="late")

@@ -543,7 +543,9 @@ class Runtime:
             else:
                 payload = machine.timer_payload(waiting, self.config.clock())
             now = self.config.clock()
-            timed_out = payload is None and timeouts.payload(waiting, now) is not None
+            # A child's output wins over the timeout; a child that failed or was cancelled after
+            # the deadline (a timed-out parent cancels it first) does not.
+            timed_out = not isinstance(payload, dict) and timeouts.payload(waiting, now) is not None
             if payload is None and not timed_out:
                 return
             if held.handle.owner is None:  # we just committed the wait; claim it back to go on
@@ -555,11 +557,15 @@ class Runtime:
                     continue
             now = self.config.clock()
             if timed_out:
+                if waiting.reason is WaitReason.SUBWORKFLOW:
+                    fresh = await subworkflows.cancel_for_timeout(self, held.handle, waiting)
+                    if fresh is None:
+                        return  # the parent changed meanwhile: decide again on a later claim
+                    held.handle = fresh
                 transition = machine.time_out(held.state, workflow, now)
                 if transition is None:
                     return
                 await self._commit(held, transition)
-                await subworkflows.cancel_after_timeout(self, held.state.run_id, waiting)
             elif isinstance(payload, str):
                 record = machine.new_record(held.state, now, StepStatus.FAILED)
                 await self._commit_failure(held, record, payload)

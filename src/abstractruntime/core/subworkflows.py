@@ -9,8 +9,7 @@ Part of the runtime's driver (``runtime.py``), kept apart for its own rules:
 - A child that ends wakes its waiting parent: here when this process holds it, else the store
   makes the parent due (in the child's last commit) for any worker.
 - A parent whose wait timed out (``timeout_s`` / ``timeout_at``) cancels its child and the
-  child's children, after the parent's timeout is committed (so the child's cancel cannot wake
-  the parent: it no longer waits on it).
+  child's children, then commits its timeout (``cancel_for_timeout``).
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConcurrentUpdateError, RunExistsError, RunLeasedError, RunNotFoundError
@@ -161,11 +161,25 @@ async def cancel_tree(rt: Runtime, run_id: str, *, reason: str | None = None) ->
     return cancelled
 
 
-async def cancel_after_timeout(rt: Runtime, parent_run_id: str, waiting: WaitState) -> None:
-    """The parent's wait on its child timed out (and that is committed): cancel the child with
-    its children."""
+async def cancel_for_timeout(
+    rt: Runtime, parent: RunHandle, waiting: WaitState
+) -> RunHandle | None:
+    """The claimed ``parent``'s wait on its child timed out: cancel the child with its
+    children, before the parent's timeout is committed, so that a process that dies in between
+    leaves no child running (the parent is timed out again by the next worker; a cancelled child
+    does not fail a parent whose deadline has passed).
+
+    Returns the parent's handle to commit the timeout with (the child's end may have marked the
+    parent due, which moves its version), or None when the parent itself changed meanwhile.
+    """
     child_id = (waiting.details or {}).get("sub_run_id")
-    if waiting.reason is not WaitReason.SUBWORKFLOW or not isinstance(child_id, str):
-        return
-    with contextlib.suppress(RunNotFoundError):
-        await cancel_tree(rt, child_id, reason=f"parent run {parent_run_id} timed out waiting")
+    run_id = parent.state.run_id
+    if isinstance(child_id, str):
+        with contextlib.suppress(RunNotFoundError):
+            await cancel_tree(rt, child_id, reason=f"parent run {run_id} timed out waiting")
+    fresh = await rt.store.load_run(run_id)
+    if fresh.version == parent.version:
+        return parent
+    if fresh.state_json != parent.state_json:
+        return None
+    return replace(fresh, owner=parent.owner)
