@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from ..core.crashpoints import crash_point
 from ..core.runtime import Runtime
 from ..core.schedules import Schedule, ScheduleStore, fire_run_id, fire_vars, plan_fires
 from ..errors import RunExistsError
@@ -49,6 +50,7 @@ async def fire(runtime: Runtime, schedule: Schedule, now: datetime) -> int:
         try:
             await runtime.start(workflow=workflow, vars=fire_vars(schedule, fire_at), run_id=run_id)
             created += 1
+            crash_point("after_fire")
         except RunExistsError:
             logger.debug("schedule %s: %s fired already (run %s)", schedule.name, fire_at, run_id)
         last_run_id, last_fired_at = run_id, fire_at
