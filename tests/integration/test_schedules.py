@@ -11,7 +11,7 @@ import pytest
 
 from abstractruntime import RunStatus
 from abstractruntime.core.schedules import MAX_CATCH_UP_RUNS, fire_run_id
-from abstractruntime.errors import InvalidArgumentError
+from abstractruntime.errors import InvalidArgumentError, StoreError
 from abstractruntime.scheduler import ScheduledRuntime
 from tests.helpers import FakeClock, scheduled_on
 from tests.workflows import counter
@@ -266,3 +266,35 @@ async def test_two_schedulers_racing_start_exactly_one_run_per_fire_time(
     finally:
         await one.stop()
         await two.stop()
+
+
+async def test_a_schedule_that_fails_to_fire_is_retried_at_the_next_poll_not_in_a_loop(
+    store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock(START)
+    sr = await runtime(store, clock, poll_interval_s=5.0)
+    try:
+        await sr.schedule("broken", WF, "* * * * *")
+        start = sr.runtime.start
+        failing = True
+
+        async def refuse(**kw: Any) -> str:
+            if failing:
+                raise StoreError("the database refused the run")
+            return await start(**kw)
+
+        monkeypatch.setattr(sr.runtime, "start", refuse)
+        clock.advance(60)
+        await sr.start_scheduler()
+        assert await clock.sleeping() == 5.0  # the poll interval, not a busy loop
+        assert any("schedule broken: the database refused" in e for e in sr.stats.errors)
+        failing = False
+        clock.advance(5.0)
+        for _ in range(200):
+            if await scheduled_runs(sr):
+                break
+            await asyncio.sleep(0.01)
+        (state,) = await scheduled_runs(sr)
+        assert state.vars["scheduled_at"] == (START + timedelta(minutes=1)).isoformat()
+    finally:
+        await sr.stop()

@@ -68,15 +68,15 @@ async def fire(runtime: Runtime, schedule: Schedule, now: datetime) -> int:
 
 async def fire_due(
     runtime: Runtime, now: datetime, on_error: Callable[[str], None] | None = None
-) -> tuple[int, datetime | None]:
+) -> tuple[int, datetime | None, bool]:
     """Fire every due schedule of the runtime's registered workflows; returns how many runs
-    were created and the earliest next fire time (None: no schedule of ours). ``on_error``
-    hears of each schedule whose firing failed."""
+    were created, the earliest next fire time (None: no schedule of ours), and whether the
+    firing of a schedule failed (``on_error`` hears of each)."""
     schedules = schedules_of(runtime)
     if schedules is None:
-        return 0, None
+        return 0, None, False
     workflow_ids = runtime.workflow_registry.ids()
-    created = 0
+    created, failed = 0, False
     for schedule in await schedules.due(now, DUE_SCHEDULES_PER_CYCLE, workflow_ids):
         try:
             created += await fire(runtime, schedule, now)
@@ -84,6 +84,7 @@ async def fire_due(
             # One broken schedule (its workflow gone from the registry meanwhile, a database
             # hiccup) must not keep the others from firing; it is due still and tried again.
             logger.exception("schedule %s: firing failed; it is tried again", schedule.name)
+            failed = True
             if on_error is not None:
                 on_error(f"schedule {schedule.name}: {exc}")
-    return created, await schedules.next_fire_at(workflow_ids)
+    return created, await schedules.next_fire_at(workflow_ids), failed

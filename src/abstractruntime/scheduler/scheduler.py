@@ -236,9 +236,11 @@ class Scheduler:
         return len(handles)
 
     async def _fire_schedules(self, now: datetime) -> None:
-        created, next_fire = await cron.fire_due(self.runtime, now, self._record_error)
+        created, next_fire, failed = await cron.fire_due(self.runtime, now, self._record_error)
         self.stats.scheduled_runs += created
         horizon = now + timedelta(seconds=self.poll_interval_s)
+        if failed and next_fire is not None and next_fire <= now:
+            next_fire = horizon  # a schedule that failed to fire is tried at the next poll
         self._fire_check_at = horizon if next_fire is None else min(next_fire, horizon)
         self._next_fire = next_fire
 
