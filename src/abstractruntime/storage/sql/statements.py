@@ -8,8 +8,9 @@ Two kinds:
   thread). Their column lists and order come from ``schema.runs`` / ``schema.ledger``, never
   typed again, and so do their arguments (``insert_run_args``, ``update_run_args``...): a
   statement and the tuple bound to it are built from the same list, so they cannot drift apart.
-- **Cold** statements (reads, listings, snapshots, artifacts, the schema checks): SQLAlchemy
-  Core, run on the engine by ``store.py``, ``snapshots.py`` and ``artifacts.py``.
+- **Cold** statements (reads, listings, snapshots, artifacts, schedules, the schema checks):
+  SQLAlchemy Core, run on the engine by ``store.py``, ``snapshots.py``, ``artifacts.py`` and
+  ``schedules.py``.
 
 The projections of a run state, a ledger record and a snapshot onto their rows are here too
 (``run_values``, ``record_values``, ``snapshot_values``), once.
