@@ -298,3 +298,15 @@ async def test_a_schedule_that_fails_to_fire_is_retried_at_the_next_poll_not_in_
         assert state.vars["scheduled_at"] == (START + timedelta(minutes=1)).isoformat()
     finally:
         await sr.stop()
+
+
+async def test_a_schedule_read_back_is_a_copy(store: Any) -> None:
+    sr = await runtime(store, FakeClock(START))
+    try:
+        stored = await sr.schedule("copy", WF, "0 3 * * *", {"list": [1]})
+        stored.vars["list"].append(2)  # type: ignore[index]
+        (listed,) = await sr.list_schedules()
+        listed.vars["list"].append(3)  # type: ignore[index]
+        assert (await sr.store.schedules.get("copy")).vars == {"list": [1]}
+    finally:
+        await sr.stop()

@@ -285,36 +285,45 @@ class ScheduleStore(Protocol):
         ...
 
 
+def _copy(schedule: Schedule) -> Schedule:
+    """A copy whose vars the caller may change without changing what is stored."""
+    return replace(schedule, vars=decode(schedule.vars_json))
+
+
 @dataclass
 class InMemoryScheduleStore:
-    """Schedules kept in this process's memory (no method awaits between check and write)."""
+    """Schedules kept in this process's memory (no method awaits between check and write);
+    what is read back is a copy, as from a database."""
 
     _schedules: dict[str, Schedule] = field(default_factory=dict)
 
     async def put(self, schedule: Schedule) -> tuple[Schedule, bool]:
         stored = self._schedules.get(schedule.name)
         if stored is None:
-            self._schedules[schedule.name] = replace(schedule, version=0)
-            return self._schedules[schedule.name], True
+            self._schedules[schedule.name] = _copy(replace(schedule, version=0))
+            return _copy(self._schedules[schedule.name]), True
         if stored.same_definition(schedule):
-            return stored, False
-        self._schedules[schedule.name] = replace(
-            schedule,
-            version=stored.version + 1,
-            created_at=stored.created_at,
-            last_run_id=stored.last_run_id,
-            last_fired_at=stored.last_fired_at,
+            return _copy(stored), False
+        self._schedules[schedule.name] = _copy(
+            replace(
+                schedule,
+                version=stored.version + 1,
+                created_at=stored.created_at,
+                last_run_id=stored.last_run_id,
+                last_fired_at=stored.last_fired_at,
+            )
         )
-        return self._schedules[schedule.name], True
+        return _copy(self._schedules[schedule.name]), True
 
     async def get(self, name: str) -> Schedule | None:
-        return self._schedules.get(name)
+        stored = self._schedules.get(name)
+        return None if stored is None else _copy(stored)
 
     async def delete(self, name: str) -> bool:
         return self._schedules.pop(name, None) is not None
 
     async def list(self) -> builtins.list[Schedule]:
-        return [self._schedules[name] for name in sorted(self._schedules)]
+        return [_copy(self._schedules[name]) for name in sorted(self._schedules)]
 
     async def due(
         self, now: datetime, limit: int, workflow_ids: Sequence[str] | None = None
@@ -325,7 +334,7 @@ class InMemoryScheduleStore:
             if s.next_fire_at <= now and (workflow_ids is None or s.workflow_id in workflow_ids)
         ]
         found.sort(key=lambda s: (s.next_fire_at, s.name))
-        return found[: max(limit, 0)]
+        return [_copy(s) for s in found[: max(limit, 0)]]
 
     async def next_fire_at(self, workflow_ids: Sequence[str] | None = None) -> datetime | None:
         times = [
