@@ -212,17 +212,27 @@ async def test_dst_changes_in_the_schedules_zone_neither_skip_nor_double(
         await sr.stop()
 
 
-async def test_hourly_schedule_across_both_dst_changes(store: Any) -> None:
-    clock = FakeClock(datetime(2026, 3, 28, 23, 0, 30, tzinfo=UTC))  # 00:00:30 in Paris
+@pytest.mark.parametrize(
+    ("midnight", "hours"),
+    [
+        (datetime(2026, 3, 28, 23, tzinfo=UTC), 23),  # 29 March in Paris: 23 hours
+        (datetime(2026, 10, 24, 22, tzinfo=UTC), 25),  # 25 October in Paris: 25 hours
+    ],
+)
+async def test_hourly_schedule_across_both_dst_changes(
+    store: Any, midnight: datetime, hours: int
+) -> None:
+    clock = FakeClock(midnight + timedelta(seconds=30))
     sr = await runtime(store, clock)
     try:
         await sr.schedule("hourly", WF, "0 * * * *", timezone="Europe/Paris")
-        for _ in range(23 * 2):  # the 23 hours of the short day, every half hour
+        for _ in range(hours * 2):  # the hours of the local day, every half hour
             clock.advance(1800)
             await sr.scheduler.poll_once()
         runs = await scheduled_runs(sr)
-        assert len(runs) == 23  # 01:00, 03:00, ... 23:00 and 00:00 the next day: every hour once
-        assert len({s.vars["scheduled_at"] for s in runs}) == 23
+        # 01:00 ... 00:00 the next day: every real hour once, none skipped, none doubled
+        fired = [datetime.fromisoformat(s.vars["scheduled_at"]) for s in runs]
+        assert fired == [midnight + timedelta(hours=h) for h in range(1, hours + 1)]
     finally:
         await sr.stop()
 
