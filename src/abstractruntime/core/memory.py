@@ -45,6 +45,7 @@ from .kernel import due_at
 from .ledger import chain_records
 from .models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
 from .ports import ArtifactStore, LedgerHead, RunHandle
+from .schedules import InMemoryScheduleStore
 from .serde import canonical_json, decode, encode, to_utc, utc_now
 from .snapshot import Snapshot
 
@@ -484,6 +485,8 @@ class MemoryStore:
         self.snapshots = snapshot_store if snapshot_store is not None else InMemorySnapshotStore()
         #: Artifacts (``core.ports.ArtifactStore``).
         self.artifacts = artifact_store if artifact_store is not None else InMemoryArtifactStore()
+        #: Cron schedules (``core.schedules``).
+        self.schedules = InMemoryScheduleStore()
 
     def _get(self, run_id: str) -> StoredRun:
         stored = self.run_store._runs.get(run_id)

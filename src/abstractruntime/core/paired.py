@@ -53,6 +53,7 @@ from .memory import (
 )
 from .models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
 from .ports import ArtifactStore, LedgerHead, RunHandle, SnapshotStore, Store
+from .schedules import InMemoryScheduleStore
 from .serde import decode
 
 #: ``limit`` passed to a queryable run store's ``list_runs`` to read every run.
@@ -110,6 +111,9 @@ class PairedStore:
         self.artifacts: ArtifactStore = (
             artifact_store if artifact_store is not None else InMemoryArtifactStore()
         )
+        #: Cron schedules, in this process's memory: they do not outlive it (an app declares
+        #: its schedules at startup), and one process drives a pair anyway.
+        self.schedules = InMemoryScheduleStore()
         self._runs: dict[str, PairedRun] = {}
         self._loading: dict[str, asyncio.Lock] = {}
         self._discovered = False

@@ -43,6 +43,7 @@ from .artifacts import (
     newest_first,
 )
 from .models import RunState, RunStatus, StepRecord, WaitReason
+from .schedules import ScheduleStore
 from .snapshot import Snapshot
 
 
@@ -284,6 +285,11 @@ class Store(Protocol):
     @property
     def artifacts(self) -> ArtifactStore:
         """The backend's artifacts."""
+        ...
+
+    @property
+    def schedules(self) -> ScheduleStore:
+        """The backend's cron schedules (``core.schedules``)."""
         ...
 
     async def create_run(

@@ -12,9 +12,11 @@ from ..core.models import EffectType, RunState, RunStatus, WaitReason
 from ..core.ports import Store
 from ..core.registry import WorkflowRegistry
 from ..core.runtime import Runtime
+from ..core.schedules import CatchUp, Schedule, ScheduleStore, check_definition
 from ..core.spec import WorkflowSpec
 from ..errors import (
     ConcurrentUpdateError,
+    InvalidArgumentError,
     RunLeasedError,
     RunNotWaitingError,
     WaitKeyMismatchError,
@@ -197,6 +199,67 @@ class ScheduledRuntime:
         return await self.scheduler.find_waiting_runs(
             wait_reason=wait_reason, workflow_id=workflow_id, limit=limit, order_by=order_by
         )
+
+    # -- cron schedules -----------------------------------------------------------------------
+
+    def _schedules(self) -> ScheduleStore:
+        schedules: ScheduleStore | None = getattr(self.store, "schedules", None)
+        if schedules is None:
+            raise InvalidArgumentError(
+                f"{type(self.store).__name__} keeps no schedules (it has no `schedules`); "
+                "use a MemoryStore, a SqlStore or the original's store pairs"
+            )
+        return schedules
+
+    async def schedule(
+        self,
+        name: str,
+        workflow: WorkflowSpec | str,
+        cron: str,
+        vars: Mapping[str, Any] | None = None,
+        *,
+        timezone: str = "UTC",
+        catch_up: CatchUp = "latest",
+    ) -> Schedule:
+        """Declare a cron schedule: a run of ``workflow`` at each time ``cron`` names in
+        ``timezone``, with ``vars`` plus ``{"scheduled_at": <ISO fire time>}``.
+
+        Declaring the same definition again is a no-op (declare your schedules at startup in
+        every process); a new definition under the same name replaces it and recomputes the
+        next fire time. The schedule lives in the store (it survives restarts on SQL stores),
+        and any scheduler whose registry has the workflow fires it, one run per fire time.
+        ``catch_up`` after a downtime: ``"latest"`` one run for the newest missed fire time,
+        ``"all"`` one per missed time (at most ``core.schedules.MAX_CATCH_UP_RUNS`` per poll
+        cycle), ``"none"`` none (a fire time less than a minute late is not missed).
+        ``cron``: five fields, or six with seconds first (``"*/5 * * * * *"``).
+
+        Every argument is checked before any I/O: ``InvalidArgumentError`` names a bad cron
+        expression, time zone or ``catch_up``. Returns the schedule as stored.
+        """
+        workflow_id = workflow if isinstance(workflow, str) else workflow.workflow_id
+        schedule = check_definition(
+            name,
+            workflow_id,
+            cron,
+            tz=timezone,
+            catch_up=catch_up,
+            vars=vars,
+            now=self.runtime.config.clock(),
+        )
+        if not isinstance(workflow, str):
+            self._register(workflow)
+        stored, written = await self._schedules().put(schedule)
+        if written:
+            self.scheduler.schedules_changed()
+        return stored
+
+    async def unschedule(self, name: str) -> bool:
+        """Delete the schedule; whether it existed (runs it started are untouched)."""
+        return await self._schedules().delete(name)
+
+    async def list_schedules(self) -> list[Schedule]:
+        """Every schedule (any workflow's), by name: definition, next fire time, last run."""
+        return await self._schedules().list()
 
     # -- lifecycle ----------------------------------------------------------------------------
 

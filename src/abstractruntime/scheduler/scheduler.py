@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..core import subworkflows
@@ -23,6 +23,7 @@ from ..core.ports import RunHandle
 from ..core.registry import WorkflowRegistry
 from ..core.runtime import Runtime
 from ..errors import ConcurrentUpdateError, RunLeasedError, RunNotFoundError
+from . import cron
 
 logger = logging.getLogger("abstractruntime.scheduler")
 
@@ -57,6 +58,8 @@ class SchedulerStats:
     errors: list[str] = field(default_factory=list)
     #: Claims lost to another writer (a run cancelled or taken over meanwhile).
     conflicts: int = 0
+    #: Runs this scheduler started for cron schedules (fire times others fired not counted).
+    scheduled_runs: int = 0
 
 
 class Scheduler:
@@ -118,6 +121,11 @@ class Scheduler:
         self._unlisten: Callable[[], Awaitable[None]] | None = None
         self._unhook: Callable[[], None] | None = None
         self._stopping = False
+        #: When to look at the schedules again (None: at the next cycle); at most a poll
+        #: interval ahead, as another process may declare a schedule meanwhile.
+        self._fire_check_at: datetime | None = None
+        #: The earliest fire time of our schedules when we last looked (for the sleep).
+        self._next_fire: datetime | None = None
 
     @property
     def is_running(self) -> bool:
@@ -135,6 +143,11 @@ class Scheduler:
 
     def wake(self, *_: Any) -> None:
         """Run a poll cycle now (called on local changes and on Postgres NOTIFY)."""
+        self._wake.set()
+
+    def schedules_changed(self) -> None:
+        """Look at the schedules at the next cycle, and run it now (a schedule was declared)."""
+        self._fire_check_at = None
         self._wake.set()
 
     async def start(self) -> None:
@@ -194,11 +207,14 @@ class Scheduler:
         return claimed
 
     async def run_once(self) -> int:
-        """One poll cycle: claim due runs and start driving them; returns how many."""
+        """One poll cycle: start the runs of due cron schedules, claim due runs and start
+        driving them; returns how many runs it claimed."""
         free = self.max_concurrency - len(self._inflight)
         runtime = self.runtime
         now = runtime.config.clock()
         self.stats.last_poll_at = now
+        if self._fire_check_at is None or self._fire_check_at <= now:
+            await self._fire_schedules(now)
         if free <= 0:
             return 0
         handles = await runtime.store.claim_due(
@@ -215,6 +231,15 @@ class Scheduler:
                 self._drive(handle), name=f"abstractruntime-run-{run_id}"
             )
         return len(handles)
+
+    async def _fire_schedules(self, now: datetime) -> None:
+        created, next_fire, failed = await cron.fire_due(self.runtime, now, self._record_error)
+        self.stats.scheduled_runs += created
+        horizon = now + timedelta(seconds=self.poll_interval_s)
+        if failed and next_fire is not None and next_fire <= now:
+            next_fire = horizon  # a schedule that failed to fire is tried at the next poll
+        self._fire_check_at = horizon if next_fire is None else min(next_fire, horizon)
+        self._next_fire = next_fire
 
     async def _loop(self) -> None:
         backoff = 0.0
@@ -241,6 +266,9 @@ class Scheduler:
             return 0.0  # there may be more due runs than we took
         runtime = self.runtime
         next_due = await runtime.store.next_due_at(runtime.workflow_registry.ids())
+        fire = self._next_fire
+        if fire is not None and (next_due is None or fire < next_due):
+            next_due = fire  # a cron schedule fires first
         if next_due is None:
             return self.poll_interval_s
         until = (next_due - runtime.config.clock()).total_seconds()

@@ -202,3 +202,25 @@ artifact_tags = sa.Table(
     # ``search(tags={k: v})``: one index lookup per tag.
     sa.Index(None, "key", "value", "artifact_id"),
 )
+
+schedules = sa.Table(
+    "abstractruntime_schedules",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("workflow_id", sa.String(_LENGTH["workflow_id"]), nullable=False),
+    sa.Column("cron", sa.String(255), nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("catch_up", sa.String(16), nullable=False),
+    # Canonical JSON text, not JSON: redeclaring a schedule compares it with ``=``, which
+    # Postgres' json type does not have.
+    sa.Column("vars", sa.Text(), nullable=False),
+    sa.Column("next_fire_at", UTCDateTime(), nullable=False),
+    sa.Column("last_run_id", sa.String(_LENGTH["run_id"]), nullable=True),
+    sa.Column("last_fired_at", UTCDateTime(), nullable=True),
+    # Bumped by every write; ``advance`` is conditional on the one read (core.schedules).
+    sa.Column("version", sa.BigInteger(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    # The scheduler's poll reads only the due schedules, by this index.
+    sa.Index(None, "next_fire_at"),
+)

@@ -8,8 +8,9 @@ Two kinds:
   thread). Their column lists and order come from ``schema.runs`` / ``schema.ledger``, never
   typed again, and so do their arguments (``insert_run_args``, ``update_run_args``...): a
   statement and the tuple bound to it are built from the same list, so they cannot drift apart.
-- **Cold** statements (reads, listings, snapshots, artifacts, the schema checks): SQLAlchemy
-  Core, run on the engine by ``store.py``, ``snapshots.py`` and ``artifacts.py``.
+- **Cold** statements (reads, listings, snapshots, artifacts, schedules, the schema checks):
+  SQLAlchemy Core, run on the engine by ``store.py``, ``snapshots.py``, ``artifacts.py`` and
+  ``schedules.py``.
 
 The projections of a run state, a ledger record and a snapshot onto their rows are here too
 (``run_values``, ``record_values``, ``snapshot_values``), once.
@@ -41,10 +42,20 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ...core.artifacts import ArtifactMetadata
 from ...core.models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
+from ...core.schedules import Schedule
 from ...core.serde import canonical_json, encode
 from ...core.snapshot import Snapshot, fold
 from ...core.timeouts import deadline_of
-from .schema import RawJSON, artifact_tags, artifacts, ledger, runs, snapshot_tags, snapshots
+from .schema import (
+    RawJSON,
+    artifact_tags,
+    artifacts,
+    ledger,
+    runs,
+    schedules,
+    snapshot_tags,
+    snapshots,
+)
 
 #: Channel of the NOTIFY sent when a run becomes due; idle Postgres workers LISTEN on it.
 NOTIFY_CHANNEL = "abstractruntime_due"
@@ -646,6 +657,111 @@ def list_snapshots_query(
         )
     select = select.order_by(snapshots.c.created_at.desc(), snapshots.c.snapshot_id.desc())
     return select if limit is None else select.limit(max(limit, 0))
+
+
+# Schedules
+
+#: What a new definition replaces (the fire state and ``created_at`` stay).
+_SCHEDULE_DEFINITION = ("workflow_id", "cron", "timezone", "catch_up", "vars")
+
+
+def schedule_values(schedule: Schedule) -> dict[str, Any]:
+    """A schedule's row (version 0: a new row)."""
+    return {
+        "name": schedule.name,
+        "workflow_id": schedule.workflow_id,
+        "cron": schedule.cron,
+        "timezone": schedule.timezone,
+        "catch_up": schedule.catch_up,
+        "vars": schedule.vars_json,
+        "next_fire_at": schedule.next_fire_at,
+        "last_run_id": schedule.last_run_id,
+        "last_fired_at": schedule.last_fired_at,
+        "version": 0,
+        "created_at": schedule.created_at,
+        "updated_at": schedule.updated_at,
+    }
+
+
+def insert_schedule_if_absent(dialect: str, values: dict[str, Any]) -> sa.Insert:
+    """Insert the schedule unless one has its name; returns the name when it inserted."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(schedules)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=[schedules.c.name])
+        .returning(schedules.c.name)
+    )
+
+
+def redefine_schedule(values: dict[str, Any]) -> sa.Update:
+    """Replace the definition and the next fire time of the schedule named in ``values``, only
+    if its stored definition differs (redeclaring the same one writes nothing)."""
+    c = schedules.c
+    return (
+        schedules.update()
+        .where(
+            c.name == values["name"],
+            sa.not_(sa.and_(*(c[name] == values[name] for name in _SCHEDULE_DEFINITION))),
+        )
+        .values(
+            {
+                **{name: values[name] for name in (*_SCHEDULE_DEFINITION, "next_fire_at")},
+                "updated_at": values["updated_at"],
+                "version": c.version + 1,
+            }
+        )
+    )
+
+
+def load_schedule_query(name: str) -> sa.Select[Any]:
+    return sa.select(schedules).where(schedules.c.name == name)
+
+
+def list_schedules_query() -> sa.Select[Any]:
+    return sa.select(schedules).order_by(schedules.c.name)
+
+
+def delete_schedule(name: str) -> sa.Delete:
+    return schedules.delete().where(schedules.c.name == name)
+
+
+def due_schedules_query(
+    now: datetime, limit: int, workflow_ids: Sequence[str] | None = None
+) -> sa.Select[Any]:
+    """The schedules due at ``now``, earliest first: a range scan of the next_fire_at index."""
+    select = sa.select(schedules).where(schedules.c.next_fire_at <= now)
+    if workflow_ids is not None:
+        select = select.where(schedules.c.workflow_id.in_(list(workflow_ids)))
+    return select.order_by(schedules.c.next_fire_at).limit(max(limit, 0))
+
+
+def next_fire_query(workflow_ids: Sequence[str] | None = None) -> sa.Select[Any]:
+    select = sa.select(sa.func.min(schedules.c.next_fire_at))
+    if workflow_ids is not None:
+        select = select.where(schedules.c.workflow_id.in_(list(workflow_ids)))
+    return select
+
+
+def advance_schedule(
+    name: str,
+    version: int,
+    next_fire_at: datetime,
+    last_run_id: str | None,
+    last_fired_at: datetime | None,
+) -> sa.Update:
+    """Move a schedule on, only if nobody wrote it since we read ``version``."""
+    c = schedules.c
+    return (
+        schedules.update()
+        .where(c.name == name, c.version == version)
+        .values(
+            next_fire_at=next_fire_at,
+            last_run_id=last_run_id,
+            last_fired_at=last_fired_at,
+            version=c.version + 1,
+        )
+    )
 
 
 # Artifacts

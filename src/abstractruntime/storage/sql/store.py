@@ -40,6 +40,7 @@ from . import migrate, statements
 from .artifacts import SqlArtifactStore
 from .backend import SqlBackend
 from .postgres import PostgresBackend
+from .schedules import SqlScheduleStore
 from .schema import UTCDateTime
 from .snapshots import SqlSnapshotStore
 from .sqlite import SqliteBackend
@@ -120,6 +121,8 @@ class SqlStore:
         self.snapshots = SqlSnapshotStore(self)
         #: Artifacts (``core.ports.ArtifactStore``).
         self.artifacts = SqlArtifactStore(self)
+        #: Cron schedules (``core.schedules``).
+        self.schedules = SqlScheduleStore(self)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
