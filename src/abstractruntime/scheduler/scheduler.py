@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..core import subworkflows
+from ..core import events, subworkflows
 from ..core.models import RunState, RunStatus, WaitReason
 from ..core.ports import RunHandle
 from ..core.registry import WorkflowRegistry
@@ -212,6 +212,8 @@ class Scheduler:
             runtime.workflow_registry.ids(),
         )
         self.stats.poll_cycles += 1
+        # Expired buffered events, a small batch per cycle (an index range on expires_at).
+        await events.clean_expired(runtime.store, now)
         for handle in handles:
             run_id = handle.state.run_id
             self._inflight[run_id] = asyncio.create_task(
