@@ -15,7 +15,9 @@ The points, in the order a step passes them:
 - ``in_effect``: the effect handler returned (its side effects happened), before the outcome is
   recorded anywhere;
 - ``in_group_commit``: SQLite's writer executed a batch of writes, before their COMMIT;
-- ``after_commit``: the step is committed, before the next node runs.
+- ``after_commit``: the step is committed, before the next node runs;
+- ``after_event_stored``: ``emit_event`` stored a buffered event, before it looks for the runs
+  waiting on its key.
 
 The kill is SIGKILL: no ``finally``, no cleanup, no flush — as in a power cut of the process.
 """
@@ -26,7 +28,14 @@ import os
 import random
 import signal
 
-POINTS = ("after_claim", "after_handler", "in_effect", "in_group_commit", "after_commit")
+POINTS = (
+    "after_claim",
+    "after_handler",
+    "in_effect",
+    "in_group_commit",
+    "after_commit",
+    "after_event_stored",
+)
 ENV = "ABSTRACTRUNTIME_CRASH_POINTS"
 SEED_ENV = "ABSTRACTRUNTIME_CRASH_SEED"
 LOG_ENV = "ABSTRACTRUNTIME_CRASH_LOG"

@@ -44,6 +44,7 @@ from ..errors import (
     WaitKeyMismatchError,
 )
 from . import machine
+from .crashpoints import crash_point
 from .kernel import WAIT_KEY_LIMIT
 from .models import RunState, RunStatus, StepRecord, WaitReason
 from .ports import Delivery, EventStore, RunHandle
@@ -176,6 +177,7 @@ async def emit(
         now = rt.config.clock()
         expires = now + timedelta(seconds=buffer)
         event_id = await store.buffer_event(key, payload_json, now=now, expires_at=expires)
+        crash_point("after_event_stored")
     resumed: list[RunState] = []
     tried: set[str] = set()
     unknown: list[str] = []
