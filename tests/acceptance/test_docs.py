@@ -48,7 +48,13 @@ def test_the_cli_session_runs(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("page", "index"),
-    [("snapshots.md", 0), ("snapshots.md", 1), ("provenance.md", 0), ("integrations.md", 5)],
+    [
+        ("snapshots.md", 0),
+        ("snapshots.md", 1),
+        ("provenance.md", 0),
+        ("integrations.md", 5),
+        ("scheduler.md", 2),
+    ],
 )
 def test_the_python_examples_run(tmp_path: Path, page: str, index: int) -> None:
     code = blocks(page, "python")[index]

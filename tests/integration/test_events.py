@@ -265,3 +265,39 @@ async def test_event_and_wait_racing_never_lose_the_event(store_factory: StoreFa
         if state.status is not RunStatus.COMPLETED:  # both looked while the other wrote: no
             raise AssertionError(f"round {n}: the event was lost ({state.status.value})")
         assert state.vars["event"] == {"n": n}
+
+
+# -- the stores of the original's pair ----------------------------------------------------------
+
+
+async def test_a_paired_store_keeps_events_and_messages_in_memory() -> None:
+    from abstractruntime import InMemoryLedgerStore, InMemoryRunStore
+    from abstractruntime.core.paired import PairedStore
+
+    clock = FakeClock()
+    rt = make(PairedStore(InMemoryRunStore(), InMemoryLedgerStore()), clock, inbox("k", rounds=2))
+    await rt.emit_event("k", {"n": 1}, buffer_s=60)
+    run_id, state = await rt.run(inbox("k", rounds=2))
+    assert state.vars["got"] == [{"n": 1}] and state.status is RunStatus.WAITING
+    state = await rt.send(run_id, "k", {"n": 2})
+    assert state.output == {"got": [{"n": 1}, {"n": 2}]}
+
+
+async def test_the_file_stores_refuse_events_and_messages(tmp_path: Any) -> None:
+    from abstractruntime import JsonFileRunStore, JsonlLedgerStore
+
+    rt = Runtime(
+        run_store=JsonFileRunStore(tmp_path),
+        ledger_store=JsonlLedgerStore(tmp_path),
+        workflow_registry=[waiter("k")],
+    )
+    try:
+        with pytest.raises(InvalidArgumentError, match="not supported by the file stores"):
+            await rt.emit_event("k", {}, buffer_s=60)
+        run_id, _ = await rt.run(waiter("k"))
+        with pytest.raises(InvalidArgumentError, match="not supported by the file stores"):
+            await rt.send(run_id, "k", {})
+        resumed = await rt.emit_event("k", {"n": 1})  # without a buffer: as ever
+        assert [s.status for s in resumed] == [RunStatus.COMPLETED]
+    finally:
+        await rt.aclose()
