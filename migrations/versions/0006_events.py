@@ -39,7 +39,7 @@ def upgrade() -> None:
         sqlite_autoincrement=True,  # ids never reused: see schema.events
     )
     op.create_index(
-        "ix_abstractruntime_events_key_expires_at", "abstractruntime_events", ["key", "expires_at"]
+        "ix_abstractruntime_events_key_event_id", "abstractruntime_events", ["key", "event_id"]
     )
     op.create_index(
         "ix_abstractruntime_events_expires_at", "abstractruntime_events", ["expires_at"]

@@ -217,8 +217,9 @@ events = sa.Table(
     sa.Column("payload", sa.JSON(), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("expires_at", UTCDateTime(), nullable=False),
-    # A run that starts waiting on a key: the unexpired events of the key, oldest first.
-    sa.Index(None, "key", "expires_at"),
+    # A run that starts waiting on a key: the events of the key in the order emitted (the
+    # expired ones among them are few: the scheduler deletes them).
+    sa.Index(None, "key", "event_id"),
     # The scheduler's clean-up: the expired events.
     sa.Index(None, "expires_at"),
     # Ids are never reused (SQLite would reuse the highest after a delete): a delivery names

@@ -773,7 +773,7 @@ def next_message_query(run_id: str, key: str) -> sa.Select[Any]:
 
 def buffered_event_query(run_id: str, key: str, now: datetime) -> sa.Select[Any]:
     """The oldest unexpired event of ``key`` that ``run_id`` has not received (id, payload), by
-    the (key, expires_at) index."""
+    the (key, event_id) index."""
     received = sa.select(sa.literal(1)).where(
         event_deliveries.c.event_id == events.c.event_id, event_deliveries.c.run_id == run_id
     )
