@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from tests.helpers import FakeClock
 from tests.workflows import waiter
 
 StoreFactory = Callable[[], Any]
+_60S = timedelta(seconds=60)
 
 
 def inbox(key: str = "mail", rounds: int = 3, workflow_id: str = "inbox") -> WorkflowSpec:
@@ -301,3 +303,38 @@ async def test_the_file_stores_refuse_events_and_messages(tmp_path: Any) -> None
         assert [s.status for s in resumed] == [RunStatus.COMPLETED]
     finally:
         await rt.aclose()
+
+
+# -- a process that dies between its write and its look -----------------------------------------
+
+
+async def test_the_scheduler_wakes_a_run_left_waiting_with_its_delivery(store: Any) -> None:
+    """An emitter that died after storing its event (before resuming the runs waiting on it),
+    and a run that committed a wait on a key with a message there, but died before looking:
+    the scheduler's housekeeping makes them due, and a worker delivers."""
+    from abstractruntime import create_scheduled_runtime
+
+    clock = FakeClock()
+    flows = [waiter("evt:k", "w1"), inbox("mail", rounds=1, workflow_id="w2")]
+    sr = await create_scheduled_runtime(
+        store=store,
+        workflows=flows,
+        config=RuntimeConfig(clock=clock),
+        auto_start=False,
+        listen=False,
+    )
+    first, _ = await sr.run(flows[0])
+    second, _ = await sr.run(flows[1])
+    # What the dead processes left: an event stored but not emitted, a message not delivered.
+    await store.buffer_event("evt:k", '{"n": 1}', now=clock(), expires_at=clock() + _60S)
+    await store.send_message(second, "mail", '{"n": 2}', now=clock())
+    assert await store.wake_deliverable(clock(), 500) == 2
+    assert await store.wake_deliverable(clock(), 500) == 0  # due already: once
+    await sr.scheduler.poll_once()
+    assert (await sr.get_state(first)).vars["event"] == {"n": 1}
+    assert (await sr.get_state(second)).output == {"got": [{"n": 2}]}
+    # A run that received the event and waits again is not woken by it again.
+    _, state = await sr.run(inbox("evt:k", rounds=2, workflow_id="w3"))
+    assert state.vars["got"] == [{"n": 1}]
+    assert await store.wake_deliverable(clock(), 500) == 0
+    await sr.runtime.aclose()

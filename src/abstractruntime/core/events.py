@@ -20,16 +20,17 @@ deletes the message, or notes that the run received the event, in its own transa
 fails (``ConcurrentUpdateError``, nothing applied) when the message is gone or the event noted
 already - besides the run's version check, which alone lets one of two racing deliveries commit.
 
-A process that dies after committing a wait but before looking leaves the run waiting with its
-message or event stored; the next ``send``/``emit_event`` on that key, or anything that makes
-the run due (``wake_waiting``), has a worker look again.
+A process that dies between its write and its look (a run that committed its wait, an
+emitter that stored its event) leaves a run waiting with its message or event stored: the
+scheduler's ``housekeeping`` makes such runs due (``wake_deliverable``), and the worker that
+claims one looks again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -239,8 +240,17 @@ async def send(rt: Runtime, run_id: str, key: str, payload: Mapping[str, Any] | 
     return await _drive_on(rt, workflow, handle)
 
 
+async def housekeeping(store: Any, now: datetime, limit: int = EXPIRED_BATCH) -> None:
+    """The scheduler's share, once per cycle: delete up to ``limit`` expired buffered events,
+    and make due the runs left waiting with a delivery there (``wake_deliverable``)."""
+    found = event_store(store)
+    if found is not None:
+        await found.delete_expired_events(now, limit)
+        await found.wake_deliverable(now, limit)
+
+
 async def clean_expired(store: Any, now: datetime, limit: int = EXPIRED_BATCH) -> int:
-    """Delete up to ``limit`` expired buffered events (the scheduler, once per cycle)."""
+    """Delete up to ``limit`` expired buffered events; how many."""
     found = event_store(store)
     return 0 if found is None else await found.delete_expired_events(now, limit)
 
@@ -332,6 +342,8 @@ class MemoryEvents:
 
         async def _stored(self, run_id: str) -> StoredRun: ...
 
+        def _all_stored(self) -> Iterable[StoredRun]: ...
+
         async def commit_step(
             self,
             handle: RunHandle,
@@ -391,3 +403,16 @@ class MemoryEvents:
 
     async def delete_expired_events(self, now: datetime, limit: int) -> int:
         return self.mailbox.expire(now, limit)
+
+    async def wake_deliverable(self, now: datetime, limit: int) -> int:
+        woken = 0
+        for stored in self._all_stored():
+            if woken >= limit:
+                break
+            key = waiting_key(stored.state)
+            if key is None or stored.due_at is not None or stored.leased(now):
+                continue
+            if self.mailbox.find(stored.state.run_id, key, now) is not None:
+                stored.wake(now)
+                woken += 1
+        return woken

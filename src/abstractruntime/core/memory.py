@@ -479,6 +479,9 @@ class MemoryStore(MemoryEvents):
     async def _stored(self, run_id: str) -> StoredRun:
         return self._get(run_id)
 
+    def _all_stored(self) -> Iterable[StoredRun]:
+        return list(self.run_store._runs.values())
+
     async def create_run(
         self,
         state: RunState,

@@ -205,6 +205,9 @@ class PairedStore(MemoryEvents):
     async def _stored(self, run_id: str) -> PairedRun:
         return await self._get(run_id)
 
+    def _all_stored(self) -> list[PairedRun]:
+        return self._known()
+
     async def _positioned(self, run_id: str) -> PairedRun:
         run = await self._get(run_id)
         if run.seq is None:

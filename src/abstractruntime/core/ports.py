@@ -477,6 +477,12 @@ class EventStore(Protocol):
         """Delete up to ``limit`` buffered events expired at ``now``; how many."""
         ...
 
+    async def wake_deliverable(self, now: datetime, limit: int) -> int:
+        """Make up to ``limit`` runs due now that wait, unclaimed and not due, on a key for
+        which they have a message or an unexpired event not received yet (what a process that
+        died between storing and looking left behind); how many."""
+        ...
+
 
 # -- the original 0.2 interfaces: a run store and a ledger store ---------------------------------
 

@@ -212,8 +212,8 @@ class Scheduler:
             runtime.workflow_registry.ids(),
         )
         self.stats.poll_cycles += 1
-        # Expired buffered events, a small batch per cycle (an index range on expires_at).
-        await events.clean_expired(runtime.store, now)
+        # Expired buffered events, and runs left waiting with a delivery (core/events.py).
+        await events.housekeeping(runtime.store, now)
         for handle in handles:
             run_id = handle.state.run_id
             self._inflight[run_id] = asyncio.create_task(

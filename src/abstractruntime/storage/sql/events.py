@@ -141,6 +141,17 @@ class SqlEvents:
             for run_id in run_ids:
                 await conn.execute(statements.notify_due(run_id))
 
+    async def wake_deliverable(self, now: datetime, limit: int) -> int:
+        await self._ensure_ready()
+        woken: list[str] = []
+        async with self._reaching("cannot wake runs in"), self._write() as conn:
+            for query in (statements.wake_for_messages, statements.wake_for_events):
+                left = limit - len(woken)
+                if left > 0:
+                    woken += (await conn.execute(query(now, left))).scalars().all()
+            await self._notify(conn, woken)
+        return len(woken)
+
     async def delete_expired_events(self, now: datetime, limit: int) -> int:
         await self._ensure_ready()
         async with self._reaching("cannot delete expired events in"), self._write() as conn:

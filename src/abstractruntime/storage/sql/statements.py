@@ -846,6 +846,54 @@ def wake_waiting(run_ids: Sequence[str], now: datetime) -> sa.Update:
     )
 
 
+def _wakeable(now: datetime) -> list[sa.ColumnElement[bool]]:
+    """A run that waits on a key, unclaimed and not due (what ``wake_deliverable`` wakes)."""
+    return [
+        runs.c.status == RunStatus.WAITING.value,
+        runs.c.wait_reason.in_([WaitReason.EVENT.value, WaitReason.USER.value]),
+        runs.c.due_at.is_(None),
+        sa.or_(runs.c.lease_expires_at.is_(None), runs.c.lease_expires_at <= now),
+    ]
+
+
+def wake_for_messages(now: datetime, limit: int) -> sa.Update:
+    """Make due the runs waiting on a key they have a message for (from the messages: a
+    primary-key lookup of each one's run); returns their ids."""
+    pending = (
+        sa.select(messages.c.run_id)
+        .join(runs, sa.and_(runs.c.run_id == messages.c.run_id, runs.c.wait_key == messages.c.key))
+        .where(*_wakeable(now))
+        .limit(limit)
+    )
+    return (
+        runs.update()
+        .where(runs.c.run_id.in_(pending), *_wakeable(now))
+        .values(due_at=now, version=runs.c.version + 1)
+        .returning(runs.c.run_id)
+    )
+
+
+def wake_for_events(now: datetime, limit: int) -> sa.Update:
+    """Make due the runs waiting on the key of an unexpired event they have not received (from
+    the unexpired events: the runs' wait_key index); returns their ids."""
+    received = sa.select(sa.literal(1)).where(
+        event_deliveries.c.event_id == events.c.event_id,
+        event_deliveries.c.run_id == runs.c.run_id,
+    )
+    pending = (
+        sa.select(runs.c.run_id)
+        .join(events, events.c.key == runs.c.wait_key)
+        .where(events.c.expires_at > now, ~received.exists(), *_wakeable(now))
+        .limit(limit)
+    )
+    return (
+        runs.update()
+        .where(runs.c.run_id.in_(pending), *_wakeable(now))
+        .values(due_at=now, version=runs.c.version + 1)
+        .returning(runs.c.run_id)
+    )
+
+
 def notify_due(run_id: str) -> sa.Select[Any]:
     """Postgres: wake idle workers for a run made due."""
     return sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, run_id))
