@@ -208,8 +208,11 @@ async def test_send_to_an_unknown_or_finished_run_errors(store: Any) -> None:
         await rt.send(run_id, "mail", {"n": 2})
     with pytest.raises(InvalidArgumentError):
         await rt.send(run_id, "", {})
-    with pytest.raises(InvalidArgumentError):
-        await rt.emit_event("k", ["not", "a", "dict"])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="must be a dict"):
+        await rt.emit_event("k", ["not", "a", "dict"], buffer_s=1)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="event key"):
+        await rt.emit_event("k\x00", {}, buffer_s=1)
+    assert await rt.emit_event("k\x00", {}) == []  # without a buffer: only looked up, as ever
 
 
 async def test_a_run_of_an_unknown_workflow_is_made_due_for_a_worker(store: Any) -> None:

@@ -95,8 +95,8 @@ def _check(key: object, payload: object, max_bytes: int | None) -> str:
             f"an event key must be a non-empty string of at most {WAIT_KEY_LIMIT} characters "
             f"without NUL, got {key!r:.80}"
         )
-    if not isinstance(payload, Mapping):
-        raise InvalidArgumentError(f"an event payload must be a dict, got {type(payload).__name__}")
+    if not isinstance(payload, Mapping):  # a TypeError, as for resume's payload
+        raise TypeError(f"an event or message payload must be a dict, got {type(payload).__name__}")
     machine.check_payload(dict(payload), "event payload", max_bytes)
     return encode(dict(payload), root="payload")
 
@@ -166,13 +166,15 @@ async def deliver_pending(rt: Runtime, workflow: WorkflowSpec, state: RunState) 
 async def emit(
     rt: Runtime, key: str, payload: Mapping[str, Any] | None, buffer_s: float | None
 ) -> list[RunState]:
-    """``Runtime.emit_event`` (see there)."""
-    payload_json = _check(key, {} if payload is None else payload, rt.config.max_payload_bytes)
+    """``Runtime.emit_event`` (see there). Without a buffer, exactly the original's: the key
+    is only looked up, and each run's ``resume`` checks the payload."""
     buffer = rt.config.event_buffer_s if buffer_s is None else buffer_s
     if not isinstance(buffer, (int, float)) or buffer < 0:
         raise InvalidArgumentError(f"buffer_s must be a number of seconds >= 0, got {buffer!r}")
     event_id: int | None = None
+    payload_json = ""
     if buffer > 0:
+        payload_json = _check(key, {} if payload is None else payload, rt.config.max_payload_bytes)
         # Stored before we look for waiting runs: see the module docstring.
         store = _require(rt.store, "emit_event(buffer_s=...)")
         now = rt.config.clock()
@@ -197,10 +199,7 @@ async def emit(
                 if event_id is None:
                     resumed.append(
                         await rt.resume(
-                            workflow=workflow,
-                            run_id=state.run_id,
-                            wait_key=key,
-                            payload=decode(payload_json),
+                            workflow=workflow, run_id=state.run_id, wait_key=key, payload=payload
                         )
                     )
                 else:
