@@ -136,6 +136,10 @@ class SqlEvents:
             woken = (await conn.execute(statements.wake_waiting(ids, now))).scalars().all()
             await self._notify(conn, woken)
 
+    async def _any(self, query: Any) -> bool:
+        async with self._reaching("cannot read"), self.engine.connect() as conn:
+            return bool(await conn.scalar(query))
+
     async def _notify(self, conn: Any, run_ids: Sequence[str]) -> None:
         if self.dialect == "postgresql":
             for run_id in run_ids:
@@ -143,6 +147,8 @@ class SqlEvents:
 
     async def wake_deliverable(self, now: datetime, limit: int) -> int:
         await self._ensure_ready()
+        if not await self._any(statements.deliverable_query(now)):
+            return 0  # the scheduler asks every cycle: no write lock for nothing
         woken: list[str] = []
         async with self._reaching("cannot wake runs in"), self._write() as conn:
             for query in (statements.wake_for_messages, statements.wake_for_events):
@@ -154,5 +160,7 @@ class SqlEvents:
 
     async def delete_expired_events(self, now: datetime, limit: int) -> int:
         await self._ensure_ready()
+        if not await self._any(statements.expired_events_query(now)):
+            return 0
         async with self._reaching("cannot delete expired events in"), self._write() as conn:
             return int((await conn.execute(statements.delete_expired_events(now, limit))).rowcount)

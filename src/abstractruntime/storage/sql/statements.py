@@ -856,15 +856,48 @@ def _wakeable(now: datetime) -> list[sa.ColumnElement[bool]]:
     ]
 
 
-def wake_for_messages(now: datetime, limit: int) -> sa.Update:
-    """Make due the runs waiting on a key they have a message for (from the messages: a
-    primary-key lookup of each one's run); returns their ids."""
-    pending = (
+def _waiting_for_messages(now: datetime, limit: int) -> sa.Select[Any]:
+    """Runs waiting on a key they have a message for (from the messages: a primary-key lookup
+    of each one's run)."""
+    return (
         sa.select(messages.c.run_id)
         .join(runs, sa.and_(runs.c.run_id == messages.c.run_id, runs.c.wait_key == messages.c.key))
         .where(*_wakeable(now))
         .limit(limit)
     )
+
+
+def _waiting_for_events(now: datetime, limit: int) -> sa.Select[Any]:
+    """Runs waiting on the key of an unexpired event they have not received (from the unexpired
+    events: the runs' wait_key index)."""
+    received = sa.select(sa.literal(1)).where(
+        event_deliveries.c.event_id == events.c.event_id,
+        event_deliveries.c.run_id == runs.c.run_id,
+    )
+    return (
+        sa.select(runs.c.run_id)
+        .join(events, events.c.key == runs.c.wait_key)
+        .where(events.c.expires_at > now, ~received.exists(), *_wakeable(now))
+        .limit(limit)
+    )
+
+
+def deliverable_query(now: datetime) -> sa.Select[Any]:
+    """Whether ``wake_for_messages`` or ``wake_for_events`` would wake a run (a read, so that
+    the scheduler takes no write lock for nothing)."""
+    return sa.select(
+        sa.or_(_waiting_for_messages(now, 1).exists(), _waiting_for_events(now, 1).exists())
+    )
+
+
+def expired_events_query(now: datetime) -> sa.Select[Any]:
+    """Whether an event has expired (a read, before ``delete_expired_events``)."""
+    return sa.select(sa.select(events.c.event_id).where(events.c.expires_at <= now).exists())
+
+
+def wake_for_messages(now: datetime, limit: int) -> sa.Update:
+    """Make due the runs waiting on a key they have a message for; returns their ids."""
+    pending = _waiting_for_messages(now, limit)
     return (
         runs.update()
         .where(runs.c.run_id.in_(pending), *_wakeable(now))
@@ -874,18 +907,9 @@ def wake_for_messages(now: datetime, limit: int) -> sa.Update:
 
 
 def wake_for_events(now: datetime, limit: int) -> sa.Update:
-    """Make due the runs waiting on the key of an unexpired event they have not received (from
-    the unexpired events: the runs' wait_key index); returns their ids."""
-    received = sa.select(sa.literal(1)).where(
-        event_deliveries.c.event_id == events.c.event_id,
-        event_deliveries.c.run_id == runs.c.run_id,
-    )
-    pending = (
-        sa.select(runs.c.run_id)
-        .join(events, events.c.key == runs.c.wait_key)
-        .where(events.c.expires_at > now, ~received.exists(), *_wakeable(now))
-        .limit(limit)
-    )
+    """Make due the runs waiting on the key of an unexpired event they have not received;
+    returns their ids."""
+    pending = _waiting_for_events(now, limit)
     return (
         runs.update()
         .where(runs.c.run_id.in_(pending), *_wakeable(now))
