@@ -341,3 +341,27 @@ async def test_the_scheduler_wakes_a_run_left_waiting_with_its_delivery(store: A
     assert state.vars["got"] == [{"n": 1}]
     assert await store.wake_deliverable(clock(), 500) == 0
     await sr.runtime.aclose()
+
+
+async def test_ask_user_with_a_wait_key_receives_a_buffered_answer(store: Any) -> None:
+    ask = WorkflowSpec(
+        "ask",
+        "ask",
+        {
+            "ask": lambda run, ctx: StepPlan(
+                node_id="ask",
+                effect=Effect(
+                    EffectType.ASK_USER,
+                    {"prompt": "Ship?", "wait_key": "answer:order-7"},
+                    result_key="answer",
+                ),
+                next_node="done",
+            ),
+            "done": lambda run, ctx: StepPlan(node_id="done", complete_output=run.vars["answer"]),
+        },
+    )
+    clock = FakeClock()
+    rt = make(store, clock, ask)
+    await rt.emit_event("answer:order-7", {"answer": "yes"}, buffer_s=3600)
+    _, state = await rt.run(ask)
+    assert state.status is RunStatus.COMPLETED and state.output == {"answer": "yes"}
