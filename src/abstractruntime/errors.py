@@ -9,6 +9,7 @@
     │   └── AppLoadError                  an app spec (``module:attr``) that names no workflows
     ├── WaitKeyMismatchError (ValueError) resume() named a wait key the run is not waiting on
     ├── RunNotWaitingError (ValueError)   resume() on a run that is not waiting
+    │   └── RunFinishedError              send() to a run that has ended (it never waits again)
     ├── ConcurrentUpdateError             another runtime committed a step of this run first
     ├── RunLeasedError                    another worker holds the run's lease right now
     ├── SerializationError (ValueError)   a value cannot be stored (names the key or field)
@@ -88,6 +89,11 @@ class WaitKeyMismatchError(AbstractRuntimeError, ValueError):
 
 class RunNotWaitingError(AbstractRuntimeError, ValueError):
     """``resume`` was called for a run that is not waiting (already resumed, done, cancelled)."""
+
+
+class RunFinishedError(RunNotWaitingError):
+    """``send`` named a run that has ended (completed, failed, cancelled): no wait of it could
+    ever receive the message, so it is not stored."""
 
 
 class ConcurrentUpdateError(AbstractRuntimeError):

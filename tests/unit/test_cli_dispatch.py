@@ -20,9 +20,18 @@ def _choices(parser: argparse.ArgumentParser) -> dict[str, Any]:
 
 def test_every_group_dispatches_exactly_the_actions_it_parses() -> None:
     commands = _choices(build_parser())
-    assert list(commands) == ["db", "runs", "ledger", "snapshot", "schedules", "worker", "demo"]
+    assert list(commands) == [
+        "db",
+        "runs",
+        "events",
+        "ledger",
+        "snapshot",
+        "schedules",
+        "worker",
+        "demo",
+    ]
     groups = {m.__name__.rpartition(".")[2]: m for m in COMMANDS if hasattr(m, "ACTIONS")}
-    assert sorted(groups) == ["db", "ledger", "runs", "schedules", "snapshot"]
+    assert sorted(groups) == ["db", "events", "ledger", "runs", "schedules", "snapshot"]
     for name, module in groups.items():
         assert list(_choices(commands[name])) == list(module.ACTIONS), name
 

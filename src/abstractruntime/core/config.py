@@ -40,6 +40,9 @@ class RuntimeConfig:
             an effect over it fails its step; ``resume`` refuses such a payload.
         max_record_bytes: the largest ledger record (its JSON: the effect, its result, the
             error...): a step whose record is larger fails, naming this limit.
+        event_buffer_s: the default ``buffer_s`` of ``emit_event``: how long an event is kept
+            for the runs that start waiting on its key later (0: not kept, the original's
+            behaviour).
 
     The original's resource limits, copied into each new run's ``vars["_limits"]`` by
     ``start`` (see ``to_limits_dict``) and checked by ``Runtime.check_limits``; the runtime
@@ -71,6 +74,7 @@ class RuntimeConfig:
     max_state_bytes: int = 16 * 1024 * 1024
     max_payload_bytes: int = 8 * 1024 * 1024
     max_record_bytes: int = 16 * 1024 * 1024
+    event_buffer_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.lease_s <= 0:
@@ -81,6 +85,8 @@ class RuntimeConfig:
             raise ValueError("max_batched_steps must be at least 1 (1: commit every step)")
         if self.max_batch_s < 0:
             raise ValueError("max_batch_s cannot be negative")
+        if self.event_buffer_s < 0:
+            raise ValueError("event_buffer_s cannot be negative (0: events are not buffered)")
         if min(self.max_state_bytes, self.max_payload_bytes, self.max_record_bytes) < 1024:
             raise ValueError(
                 "max_state_bytes, max_payload_bytes and max_record_bytes must be at least 1024"

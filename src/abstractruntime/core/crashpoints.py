@@ -17,6 +17,8 @@ The points, in the order a step passes them:
 - ``in_group_commit``: SQLite's writer executed a batch of writes, before their COMMIT;
 - ``after_commit``: the step is committed, before the next node runs;
 - ``after_fire``: a cron schedule's run of a fire time is created, before the schedule moves on.
+- ``after_event_stored``: ``emit_event`` stored a buffered event, before it looks for the runs
+  waiting on its key.
 
 The kill is SIGKILL: no ``finally``, no cleanup, no flush — as in a power cut of the process.
 """
@@ -34,6 +36,7 @@ POINTS = (
     "in_group_commit",
     "after_commit",
     "after_fire",
+    "after_event_stored",
 )
 ENV = "ABSTRACTRUNTIME_CRASH_POINTS"
 SEED_ENV = "ABSTRACTRUNTIME_CRASH_SEED"

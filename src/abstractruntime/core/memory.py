@@ -41,6 +41,7 @@ from .artifacts import (
     newest_first,
     oldest_first,
 )
+from .events import Mailbox, MemoryEvents
 from .kernel import due_at
 from .ledger import chain_records
 from .models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
@@ -143,6 +144,13 @@ class StoredRun:
     def renew(self, owner: str, lease_until: datetime) -> None:
         if self.lease_owner == owner:
             self.lease_expires_at = self.due_at = lease_until
+
+    def wake(self, now: datetime) -> None:
+        """A message or event may be there for this waiting run: due now, for a worker to look
+        (bumping the version, so that a holder's release keeps it due)."""
+        if self.state.status is RunStatus.WAITING and not self.leased(now):
+            self.due_at = now
+            self.version += 1
 
     def wake_if_waiting_on_a_child(self, now: datetime) -> None:
         """A child of this run ended: a parent waiting on a subworkflow is due now."""
@@ -465,8 +473,9 @@ class InMemoryArtifactStore(ArtifactStore):
         return [m.copy() for m in newest_first((a.metadata for a in self._blobs.values()), limit)]
 
 
-class MemoryStore:
-    """The ``Store`` interface over an ``InMemoryRunStore`` and an ``InMemoryLedgerStore``.
+class MemoryStore(MemoryEvents):
+    """The ``Store`` interface over an ``InMemoryRunStore`` and an ``InMemoryLedgerStore``,
+    with buffered events and messages (``core.events.MemoryEvents``).
 
     No method awaits between its check and its write, so on one event loop each is atomic.
     """
@@ -487,12 +496,20 @@ class MemoryStore:
         self.artifacts = artifact_store if artifact_store is not None else InMemoryArtifactStore()
         #: Cron schedules (``core.schedules``).
         self.schedules = InMemoryScheduleStore()
+        #: Buffered events and messages (``Runtime.emit_event`` / ``send``).
+        self.mailbox = Mailbox()
 
     def _get(self, run_id: str) -> StoredRun:
         stored = self.run_store._runs.get(run_id)
         if stored is None:
             raise RunNotFoundError(run_id)
         return stored
+
+    async def _stored(self, run_id: str) -> StoredRun:
+        return self._get(run_id)
+
+    def _all_stored(self) -> Iterable[StoredRun]:
+        return list(self.run_store._runs.values())
 
     async def create_run(
         self,

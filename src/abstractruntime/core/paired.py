@@ -38,6 +38,7 @@ from ..errors import (
     RunNotFoundError,
     StoreError,
 )
+from .events import Mailbox, MemoryEvents
 from .kernel import due_at, encode_state
 from .ledger import chain_records
 from .memory import (
@@ -84,8 +85,11 @@ def _copy(state_json: str) -> RunState:
     return RunState.from_dict(decode(state_json))
 
 
-class PairedStore:
+class PairedStore(MemoryEvents):
     """The ``Store`` interface over a run store and a ledger store (see the module docstring).
+
+    Buffered events and messages live in this process's memory (``core.events.MemoryEvents``),
+    like the versions and leases: they do not outlive the process.
 
     Args:
         run_store: Has ``save(run)`` and ``load(run_id)`` (a ``RunStore``, or any object with
@@ -115,6 +119,8 @@ class PairedStore:
         #: its schedules at startup), and one process drives a pair anyway.
         self.schedules = InMemoryScheduleStore()
         self._runs: dict[str, PairedRun] = {}
+        #: Buffered events and messages (``Runtime.emit_event`` / ``send``), in memory.
+        self.mailbox = Mailbox()
         self._loading: dict[str, asyncio.Lock] = {}
         self._discovered = False
 
@@ -199,6 +205,12 @@ class PairedStore:
                 run = self._runs.get(run_id) or self._remember(*found)
         self._loading.pop(run_id, None)
         return run
+
+    async def _stored(self, run_id: str) -> PairedRun:
+        return await self._get(run_id)
+
+    def _all_stored(self) -> list[PairedRun]:
+        return self._known()
 
     async def _positioned(self, run_id: str) -> PairedRun:
         run = await self._get(run_id)

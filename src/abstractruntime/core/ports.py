@@ -424,6 +424,78 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """What a run that waits on a key finds for it: the oldest message sent to it on that key
+    (``message_id``), else the oldest unexpired buffered event of the key that this run has not
+    received yet (``event_id``)."""
+
+    payload: dict[str, Any]
+    message_id: int | None = None
+    event_id: int | None = None
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """What a ``Store`` offers for buffered events and messages (``Runtime.emit_event`` with a
+    buffer, ``Runtime.send``); see ``core.events`` for the protocol between them.
+
+    A store without these methods still runs every workflow; ``emit_event`` without a buffer
+    works on it as ever, and the rest raises ``InvalidArgumentError``.
+    """
+
+    async def buffer_event(
+        self, key: str, payload_json: str, *, now: datetime, expires_at: datetime
+    ) -> int:
+        """Store an event for the runs that start waiting on ``key`` before ``expires_at``;
+        returns its id (increasing)."""
+        ...
+
+    async def send_message(self, run_id: str, key: str, payload_json: str, *, now: datetime) -> int:
+        """Store a message for one run; returns its id (increasing: FIFO per run and key).
+        ``RunNotFoundError`` for an unknown run."""
+        ...
+
+    async def find_delivery(self, run_id: str, key: str, now: datetime) -> Delivery | None:
+        """What a run waiting on ``key`` should receive now (see ``Delivery``), or None."""
+        ...
+
+    async def commit_delivery(
+        self,
+        handle: RunHandle,
+        state: RunState,
+        state_json: str,
+        records: Sequence[StepRecord],
+        *,
+        delivery: Delivery,
+        now: datetime,
+        lease_until: datetime | None = None,
+        max_record_bytes: int | None = None,
+    ) -> RunHandle:
+        """``commit_step`` of the resume that hands ``delivery`` to the run, in the same
+        transaction as deleting the message (or noting that the run received the event).
+
+        ``ConcurrentUpdateError`` (and nothing committed) when the version moved on, the message
+        is gone or the run already received the event: it was delivered once already.
+        """
+        ...
+
+    async def wake_waiting(self, run_ids: Sequence[str], now: datetime) -> None:
+        """Make those of ``run_ids`` that wait and are not claimed due now, so that a worker
+        that knows their workflow looks for their delivery."""
+        ...
+
+    async def delete_expired_events(self, now: datetime, limit: int) -> int:
+        """Delete up to ``limit`` buffered events expired at ``now``; how many."""
+        ...
+
+    async def wake_deliverable(self, now: datetime, limit: int) -> int:
+        """Make up to ``limit`` runs due now that wait, unclaimed and not due, on a key for
+        which they have a message or an unexpired event not received yet (what a process that
+        died between storing and looking left behind); how many."""
+        ...
+
+
 # -- the original 0.2 interfaces: a run store and a ledger store ---------------------------------
 
 

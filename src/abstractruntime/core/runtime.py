@@ -31,7 +31,7 @@ from ..errors import (
     StoreError,
     WaitKeyMismatchError,
 )
-from . import limits, machine, subworkflows, timeouts
+from . import events, limits, machine, subworkflows, timeouts
 from .config import RuntimeConfig
 from .context import StepContext
 from .crashpoints import crash_point
@@ -299,6 +299,38 @@ class Runtime:
             # run over before its next step did. Report where the run is, not a lost resume.
             return await self.get_state(run_id)
 
+    async def emit_event(
+        self,
+        key: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        buffer_s: float | None = None,
+    ) -> list[RunState]:
+        """Resume every run waiting on ``key`` (``wait_event``, or ``ask_user`` with that
+        ``wait_key``) with ``payload``, each in its own transaction; returns the states of the
+        runs this call resumed (runs another caller resumed first are skipped).
+
+        ``buffer_s`` (default ``RuntimeConfig.event_buffer_s``; 0: off): the event is also kept
+        that long, and a run that starts waiting on ``key`` before it expires resumes with it
+        at once; each run receives it once. Runs whose workflow this runtime does not know are
+        left to a worker that knows it (with a buffer, they are made due for one). See
+        docs/scheduler.md for the semantics of each race.
+        """
+        return await events.emit(self, key, payload, buffer_s)
+
+    async def send(
+        self, run_id: str, key: str, payload: Mapping[str, Any] | None = None
+    ) -> RunState:
+        """Send a durable message to one run: it is kept until the run waits on ``key`` and then
+        delivered as that wait's payload, one message per wait, in the order sent, once.
+
+        A run waiting on ``key`` already receives it now (and is driven on here when this
+        runtime knows its workflow, else made due for a worker). Returns the run's state after
+        the call. ``RunNotFoundError`` for an unknown run, ``RunFinishedError`` for one that has
+        ended.
+        """
+        return await events.send(self, run_id, key, payload)
+
     async def run(
         self,
         workflow: WorkflowSpec,
@@ -507,7 +539,18 @@ class Runtime:
     async def _drive(
         self, workflow: WorkflowSpec, handle: RunHandle, max_steps: int | None
     ) -> RunHandle:
-        """Step a claimed run until it waits, ends or ``max_steps`` ran; always lets go of it."""
+        """Step a claimed run until it waits, ends or ``max_steps`` ran; always lets go of it.
+
+        A run that stops to wait on a key for which a message or a buffered event is there
+        already resumes with it at once (``events.py``)."""
+        handle = await self._drive_once(workflow, handle, max_steps)
+        while (found := await events.deliver_pending(self, workflow, handle.state)) is not None:
+            handle = await self._drive_once(workflow, found, max_steps)
+        return handle
+
+    async def _drive_once(
+        self, workflow: WorkflowSpec, handle: RunHandle, max_steps: int | None
+    ) -> RunHandle:
         held = _Held(handle)
         try:
             self._check_workflow(workflow, handle.state)

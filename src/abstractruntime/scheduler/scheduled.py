@@ -15,16 +15,10 @@ from ..core.runtime import Runtime
 from ..core.schedules import CatchUp, Schedule, ScheduleStore, check_definition
 from ..core.spec import WorkflowSpec
 from ..errors import (
-    ConcurrentUpdateError,
     InvalidArgumentError,
-    RunLeasedError,
     RunNotWaitingError,
-    WaitKeyMismatchError,
 )
 from .scheduler import Scheduler, SchedulerStats, Wait
-
-#: Losing a race for a run is not an error for emit_event: someone else resumed it.
-_LOST_RACE = (RunNotWaitingError, WaitKeyMismatchError, RunLeasedError, ConcurrentUpdateError)
 
 
 class ScheduledRuntime:
@@ -154,38 +148,27 @@ class ScheduledRuntime:
         )
 
     async def emit_event(
-        self, wait_key: str, payload: Mapping[str, Any] | None = None
+        self,
+        wait_key: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        buffer_s: float | None = None,
     ) -> list[RunState]:
-        """Resume every run waiting on ``wait_key``, each in its own transaction.
+        """Resume every run waiting on ``wait_key``, each in its own transaction; with
+        ``buffer_s`` keep the event for the runs that wait on it later (see
+        ``Runtime.emit_event``).
 
         Returns the states of the runs this call resumed; runs another caller resumed first
         are skipped.
         """
-        resumed: list[RunState] = []
-        tried: set[str] = set()
-        while True:
-            waiting = await self.store.list_runs(
-                status=RunStatus.WAITING, wait_key=wait_key, limit=500
-            )
-            fresh = [state for state in waiting if state.run_id not in tried]
-            if not fresh:
-                return resumed
-            for state in fresh:
-                tried.add(state.run_id)
-                workflow = self.registry.get(state.workflow_id)
-                if workflow is None:
-                    continue
-                try:
-                    resumed.append(
-                        await self.runtime.resume(
-                            workflow=workflow,
-                            run_id=state.run_id,
-                            wait_key=wait_key,
-                            payload=payload,
-                        )
-                    )
-                except _LOST_RACE:
-                    continue
+        return await self.runtime.emit_event(wait_key, payload, buffer_s=buffer_s)
+
+    async def send(
+        self, run_id: str, key: str, payload: Mapping[str, Any] | None = None
+    ) -> RunState:
+        """A durable message to one run, delivered when it waits on ``key`` (see
+        ``Runtime.send``)."""
+        return await self.runtime.send(run_id, key, payload)
 
     async def find_waiting_runs(
         self,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..core import subworkflows
+from ..core import events, subworkflows
 from ..core.models import RunState, RunStatus, WaitReason
 from ..core.ports import RunHandle
 from ..core.registry import WorkflowRegistry
@@ -225,6 +225,8 @@ class Scheduler:
             runtime.workflow_registry.ids(),
         )
         self.stats.poll_cycles += 1
+        # Expired buffered events, and runs left waiting with a delivery (core/events.py).
+        await events.housekeeping(runtime.store, now)
         for handle in handles:
             run_id = handle.state.run_id
             self._inflight[run_id] = asyncio.create_task(

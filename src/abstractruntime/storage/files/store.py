@@ -32,12 +32,19 @@ from typing import Any
 from ...core.models import RunState, StepRecord
 from ...core.paired import PairedRun, PairedStore
 from ...core.ports import ArtifactStore, RunHandle, SnapshotStore
-from ...errors import StoreError
+from ...errors import InvalidArgumentError, StoreError
 from ..ledger_chain import HashChainedLedgerStore
 from ._io import DirectoryLock, append_lines, scan_jsonl
 from .ledger import JsonlLedgerStore, record_line
 from .runs import JsonFileRunStore
 from .snapshots import JsonSnapshotStore
+
+#: Buffered events and messages would live only in this process's memory: refused rather than
+#: lost at the next restart.
+_NO_EVENTS = (
+    "{what} is not supported by the file stores (they keep runs, not events or messages, on "
+    "disk); use a SqlStore (SQLite or Postgres) or the memory store"
+)
 
 #: ``PairedRun.extra`` keys: the run file's ``_ledger`` as read, and the committed byte size.
 _META = "meta"
@@ -78,6 +85,16 @@ class FileStore(PairedStore):
         )
         dirs = {run_store.base_dir.resolve(), self.jsonl.base_dir.resolve()}
         self._locks = [DirectoryLock(d) for d in sorted(dirs)]
+
+    # -- events and messages: not kept by the file stores ------------------------------------
+
+    async def buffer_event(
+        self, key: str, payload_json: str, *, now: datetime, expires_at: datetime
+    ) -> int:
+        raise InvalidArgumentError(_NO_EVENTS.format(what="emit_event(buffer_s=...)"))
+
+    async def send_message(self, run_id: str, key: str, payload_json: str, *, now: datetime) -> int:
+        raise InvalidArgumentError(_NO_EVENTS.format(what="send"))
 
     @staticmethod
     def accepts(ledger_store: Any) -> bool:

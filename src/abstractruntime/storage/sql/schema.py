@@ -224,3 +224,70 @@ schedules = sa.Table(
     # The scheduler's poll reads only the due schedules, by this index.
     sa.Index(None, "next_fire_at"),
 )
+
+#: An id that counts up: SQLite makes only an ``INTEGER PRIMARY KEY`` its rowid alias (and
+#: ``sqlite_autoincrement`` keeps it from reusing ids).
+_SERIAL = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+events = sa.Table(
+    "abstractruntime_events",
+    metadata,
+    # Buffered events (``emit_event(buffer_s=...)``), kept until ``expires_at`` for the runs that
+    # start waiting on ``key`` before then; the scheduler deletes expired ones in small batches.
+    sa.Column("event_id", _SERIAL, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(WAIT_KEY_LIMIT), nullable=False),
+    sa.Column("payload", sa.JSON(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    # A run that starts waiting on a key: the events of the key in the order emitted (the
+    # expired ones among them are few: the scheduler deletes them).
+    sa.Index(None, "key", "event_id"),
+    # The scheduler's clean-up: the expired events.
+    sa.Index(None, "expires_at"),
+    # Ids are never reused (SQLite would reuse the highest after a delete): a delivery names
+    # the event or message it read, and must never match a newer one under the same id.
+    sqlite_autoincrement=True,
+)
+
+event_deliveries = sa.Table(
+    "abstractruntime_event_deliveries",
+    metadata,
+    # Which run received which buffered event: each run receives an event once, even when it
+    # waits on its key again. Rows go with their event, and with their run.
+    sa.Column(
+        "event_id",
+        _SERIAL,
+        sa.ForeignKey(
+            events.c.event_id, ondelete="CASCADE", name="fk_abstractruntime_deliveries_event"
+        ),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    sa.Column(
+        "run_id",
+        sa.String(_LENGTH["run_id"]),
+        sa.ForeignKey(runs.c.run_id, ondelete="CASCADE", name="fk_abstractruntime_deliveries_run"),
+        primary_key=True,
+    ),
+    sa.Index(None, "run_id"),
+)
+
+messages = sa.Table(
+    "abstractruntime_messages",
+    metadata,
+    # Messages to one run (``send``), kept until it waits on ``key``; the resume that delivers
+    # one deletes it. A message goes with its run (a purge of the run deletes its messages).
+    sa.Column("message_id", _SERIAL, primary_key=True, autoincrement=True),
+    sa.Column(
+        "run_id",
+        sa.String(_LENGTH["run_id"]),
+        sa.ForeignKey(runs.c.run_id, ondelete="CASCADE", name="fk_abstractruntime_messages_run"),
+        nullable=False,
+    ),
+    sa.Column("key", sa.String(WAIT_KEY_LIMIT), nullable=False),
+    sa.Column("payload", sa.JSON(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    # A run that starts waiting on a key: its oldest message there.
+    sa.Index(None, "run_id", "key", "message_id"),
+    sqlite_autoincrement=True,  # see events
+)

@@ -50,7 +50,10 @@ from .schema import (
     RawJSON,
     artifact_tags,
     artifacts,
+    event_deliveries,
+    events,
     ledger,
+    messages,
     runs,
     schedules,
     snapshot_tags,
@@ -866,6 +869,196 @@ def delete_run_artifact_tags(run_id: str) -> sa.Delete:
 
 def delete_run_artifacts(run_id: str) -> sa.Delete:
     return artifacts.delete().where(artifacts.c.run_id == run_id)
+
+
+# Buffered events and messages (``storage/sql/events.py``; see ``core/events.py``)
+
+
+def insert_event(key: str, payload_json: str, now: datetime, expires_at: datetime) -> sa.Insert:
+    """Returns the new event's id."""
+    values = {"key": key, "payload": RawJSON(payload_json), "created_at": now}
+    return events.insert().values(expires_at=expires_at, **values).returning(events.c.event_id)
+
+
+def insert_message(run_id: str, key: str, payload_json: str, now: datetime) -> sa.Insert:
+    """Returns the new message's id."""
+    values = {"run_id": run_id, "key": key, "payload": RawJSON(payload_json), "created_at": now}
+    return messages.insert().values(values).returning(messages.c.message_id)
+
+
+def next_message_query(run_id: str, key: str) -> sa.Select[Any]:
+    """The oldest message to ``run_id`` on ``key`` (id, payload), by the (run_id, key, id)
+    index."""
+    return (
+        sa.select(messages.c.message_id, sa.cast(messages.c.payload, sa.Text))
+        .where(messages.c.run_id == run_id, messages.c.key == key)
+        .order_by(messages.c.message_id)
+        .limit(1)
+    )
+
+
+def buffered_event_query(run_id: str, key: str, now: datetime) -> sa.Select[Any]:
+    """The oldest unexpired event of ``key`` that ``run_id`` has not received (id, payload), by
+    the (key, event_id) index."""
+    received = sa.select(sa.literal(1)).where(
+        event_deliveries.c.event_id == events.c.event_id, event_deliveries.c.run_id == run_id
+    )
+    return (
+        sa.select(events.c.event_id, sa.cast(events.c.payload, sa.Text))
+        .where(events.c.key == key, events.c.expires_at > now, ~received.exists())
+        .order_by(events.c.event_id)
+        .limit(1)
+    )
+
+
+def delete_message(message_id: int, run_id: str) -> sa.Delete:
+    """The delivery of a message: it matches no row when it was delivered already."""
+    return messages.delete().where(messages.c.message_id == message_id, messages.c.run_id == run_id)
+
+
+def insert_delivery(dialect: str, event_id: int, run_id: str) -> sa.Insert:
+    """Note that ``run_id`` received the event: inserts no row when it had already, or when the
+    event is gone (expired and cleaned up)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    existing = sa.select(events.c.event_id, sa.literal(run_id)).where(events.c.event_id == event_id)
+    return (
+        insert(event_deliveries)
+        .from_select(["event_id", "run_id"], existing)
+        .on_conflict_do_nothing(index_elements=["event_id", "run_id"])
+    )
+
+
+def update_run_query(run_id: str, version: int, values: Mapping[str, Any]) -> sa.Update:
+    """A step's update of its run under the version check (``values``: ``STEP_COLUMNS``; the
+    state as ``RawJSON``), for the steps that take the cold path (a delivery)."""
+    return (
+        runs.update()
+        .where(runs.c.run_id == run_id, runs.c.version == version)
+        .values(**values, version=runs.c.version + 1)
+    )
+
+
+def insert_records() -> sa.Insert:
+    """Parameters: one ``record_values`` row per record, its ``record`` as ``RawJSON`` (an
+    executemany)."""
+    return ledger.insert()
+
+
+def mark_parent_due(parent_run_id: str, now: datetime) -> sa.Update:
+    """``_mark_parent_due`` on the cold path."""
+    return (
+        runs.update()
+        .where(
+            runs.c.run_id == parent_run_id,
+            runs.c.status == RunStatus.WAITING.value,
+            runs.c.wait_reason == WaitReason.SUBWORKFLOW.value,
+        )
+        .values(due_at=now, version=runs.c.version + 1)
+    )
+
+
+def wake_waiting(run_ids: Sequence[str], now: datetime) -> sa.Update:
+    """Make the waiting, unclaimed runs of ``run_ids`` due now (bumping their version, as
+    ``_mark_parent_due`` does); returns the ids woken."""
+    return (
+        runs.update()
+        .where(
+            runs.c.run_id.in_(list(run_ids)),
+            runs.c.status == RunStatus.WAITING.value,
+            sa.or_(runs.c.lease_expires_at.is_(None), runs.c.lease_expires_at <= now),
+        )
+        .values(due_at=now, version=runs.c.version + 1)
+        .returning(runs.c.run_id)
+    )
+
+
+def _wakeable(now: datetime) -> list[sa.ColumnElement[bool]]:
+    """A run that waits on a key, unclaimed and not due (what ``wake_deliverable`` wakes)."""
+    return [
+        runs.c.status == RunStatus.WAITING.value,
+        runs.c.wait_reason.in_([WaitReason.EVENT.value, WaitReason.USER.value]),
+        runs.c.due_at.is_(None),
+        sa.or_(runs.c.lease_expires_at.is_(None), runs.c.lease_expires_at <= now),
+    ]
+
+
+def _waiting_for_messages(now: datetime, limit: int) -> sa.Select[Any]:
+    """Runs waiting on a key they have a message for (from the messages: a primary-key lookup
+    of each one's run)."""
+    return (
+        sa.select(messages.c.run_id)
+        .join(runs, sa.and_(runs.c.run_id == messages.c.run_id, runs.c.wait_key == messages.c.key))
+        .where(*_wakeable(now))
+        .limit(limit)
+    )
+
+
+def _waiting_for_events(now: datetime, limit: int) -> sa.Select[Any]:
+    """Runs waiting on the key of an unexpired event they have not received (from the unexpired
+    events: the runs' wait_key index)."""
+    received = sa.select(sa.literal(1)).where(
+        event_deliveries.c.event_id == events.c.event_id,
+        event_deliveries.c.run_id == runs.c.run_id,
+    )
+    return (
+        sa.select(runs.c.run_id)
+        .join(events, events.c.key == runs.c.wait_key)
+        .where(events.c.expires_at > now, ~received.exists(), *_wakeable(now))
+        .limit(limit)
+    )
+
+
+def deliverable_query(now: datetime) -> sa.Select[Any]:
+    """Whether ``wake_for_messages`` or ``wake_for_events`` would wake a run (a read, so that
+    the scheduler takes no write lock for nothing)."""
+    return sa.select(
+        sa.or_(_waiting_for_messages(now, 1).exists(), _waiting_for_events(now, 1).exists())
+    )
+
+
+def expired_events_query(now: datetime) -> sa.Select[Any]:
+    """Whether an event has expired (a read, before ``delete_expired_events``)."""
+    return sa.select(sa.select(events.c.event_id).where(events.c.expires_at <= now).exists())
+
+
+def wake_for_messages(now: datetime, limit: int) -> sa.Update:
+    """Make due the runs waiting on a key they have a message for; returns their ids."""
+    pending = _waiting_for_messages(now, limit)
+    return (
+        runs.update()
+        .where(runs.c.run_id.in_(pending), *_wakeable(now))
+        .values(due_at=now, version=runs.c.version + 1)
+        .returning(runs.c.run_id)
+    )
+
+
+def wake_for_events(now: datetime, limit: int) -> sa.Update:
+    """Make due the runs waiting on the key of an unexpired event they have not received;
+    returns their ids."""
+    pending = _waiting_for_events(now, limit)
+    return (
+        runs.update()
+        .where(runs.c.run_id.in_(pending), *_wakeable(now))
+        .values(due_at=now, version=runs.c.version + 1)
+        .returning(runs.c.run_id)
+    )
+
+
+def notify_due(run_id: str) -> sa.Select[Any]:
+    """Postgres: wake idle workers for a run made due."""
+    return sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, run_id))
+
+
+def delete_expired_events(now: datetime, limit: int) -> sa.Delete:
+    """Up to ``limit`` expired events (their deliveries go with them), by the expires_at
+    index."""
+    expired = (
+        sa.select(events.c.event_id)
+        .where(events.c.expires_at <= now)
+        .order_by(events.c.expires_at)
+        .limit(limit)
+    )
+    return events.delete().where(events.c.event_id.in_(expired))
 
 
 # -- the schema and the connections ------------------------------------------------------------

@@ -39,6 +39,7 @@ from ...errors import RunNotFoundError, SchemaOutOfDateError, StoreError
 from . import migrate, statements
 from .artifacts import SqlArtifactStore
 from .backend import SqlBackend
+from .events import SqlEvents
 from .postgres import PostgresBackend
 from .schedules import SqlScheduleStore
 from .schema import UTCDateTime
@@ -75,8 +76,9 @@ def _handle(row: HandleRow | Any, owner: str | None = None) -> RunHandle:
     return RunHandle(RunState.from_dict(decode(state_json)), version, seq, head, state_json, owner)
 
 
-class SqlStore:
-    """Runs and ledgers in a SQL database, each step committed in one transaction.
+class SqlStore(SqlEvents):
+    """Runs and ledgers in a SQL database, each step committed in one transaction; buffered
+    events and messages too (``events.SqlEvents``).
 
     Args:
         url: ``sqlite+aiosqlite:///path.db`` or ``postgresql+asyncpg://user:pw@host/db``

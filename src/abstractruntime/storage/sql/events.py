@@ -1,0 +1,166 @@
+"""Buffered events and messages in SQL (the ``EventStore`` methods of ``SqlStore``).
+
+They take the cold path (SQLAlchemy Core on the engine, statements of ``statements.py``): a
+delivery is one resume per message or event, not the step every run makes, so the hot path's
+single statement stays as it is. ``commit_delivery`` is a step's commit (run update under the
+version check, ledger rows, a waiting parent made due) plus the message's delete or the
+event's delivery row, in one transaction; each part that matches no row rolls it all back.
+See ``core/events.py`` for why emit and wait need no lock between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ...core.kernel import due_at, unstorable
+from ...core.ledger import chain_records
+from ...core.models import RunState, RunStatus, StepRecord
+from ...core.ports import Delivery, RunHandle
+from ...core.serde import decode
+from ...errors import ConcurrentUpdateError, RunNotFoundError
+from . import statements
+from .schema import RawJSON
+
+if TYPE_CHECKING:
+    import contextlib
+
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+class SqlEvents:
+    """The ``EventStore`` methods (a mixin of ``SqlStore``, which gives the engine, the
+    transaction, the error boundary and the schema check)."""
+
+    if TYPE_CHECKING:
+        engine: AsyncEngine
+        dialect: str
+
+        def _write(self) -> Any: ...
+
+        def _reaching(self, what: str) -> contextlib.AbstractAsyncContextManager[None]: ...
+
+        async def _ensure_ready(self) -> None: ...
+
+    async def buffer_event(
+        self, key: str, payload_json: str, *, now: datetime, expires_at: datetime
+    ) -> int:
+        await self._ensure_ready()
+        query = statements.insert_event(key, payload_json, now, expires_at)
+        async with self._reaching("cannot store an event in"), self._write() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def send_message(self, run_id: str, key: str, payload_json: str, *, now: datetime) -> int:
+        if unstorable(run_id):
+            raise RunNotFoundError(run_id)
+        await self._ensure_ready()
+        async with self._reaching("cannot store a message in"), self._write() as conn:
+            if await conn.scalar(statements.run_exists_query(run_id)) is None:
+                raise RunNotFoundError(run_id)
+            query = statements.insert_message(run_id, key, payload_json, now)
+            return int((await conn.execute(query)).scalar_one())
+
+    async def find_delivery(self, run_id: str, key: str, now: datetime) -> Delivery | None:
+        if unstorable(run_id, key):
+            return None
+        await self._ensure_ready()
+        async with self._reaching("cannot read"), self.engine.connect() as conn:
+            row = (await conn.execute(statements.next_message_query(run_id, key))).first()
+            if row is not None:
+                return Delivery(decode(row[1]), message_id=int(row[0]))
+            query = statements.buffered_event_query(run_id, key, now)
+            row = (await conn.execute(query)).first()
+        return None if row is None else Delivery(decode(row[1]), event_id=int(row[0]))
+
+    async def commit_delivery(
+        self,
+        handle: RunHandle,
+        state: RunState,
+        state_json: str,
+        records: Sequence[StepRecord],
+        *,
+        delivery: Delivery,
+        now: datetime,
+        lease_until: datetime | None = None,
+        max_record_bytes: int | None = None,
+    ) -> RunHandle:
+        await self._ensure_ready()
+        run_id = state.run_id
+        dicts, head = chain_records(records, handle.head, max_record_bytes)
+        rows = []
+        for offset, (data, record) in enumerate(zip(dicts, records, strict=True)):
+            row = statements.record_values(run_id, handle.seq + offset, data, record)
+            row["record"] = RawJSON(row["record"])
+            rows.append(row)
+        keep = lease_until is not None and state.status is RunStatus.RUNNING
+        values = statements.run_values(state, state_json)
+        values.update(
+            state=RawJSON(state_json),
+            ledger_seq=handle.seq + len(rows),
+            ledger_head=head,
+            lease_owner=handle.owner if keep else None,
+            lease_expires_at=lease_until if keep else None,
+            due_at=lease_until if keep else due_at(state, now, committing=True),
+        )
+        where = f"could not deliver to run {run_id!r} in"
+        async with self._reaching(where), self._write() as conn:
+            if delivery.message_id is not None:
+                gone = statements.delete_message(delivery.message_id, run_id)
+                if (await conn.execute(gone)).rowcount != 1:
+                    raise ConcurrentUpdateError(run_id, handle.version)
+            if delivery.event_id is not None:
+                noted = statements.insert_delivery(self.dialect, delivery.event_id, run_id)
+                if (await conn.execute(noted)).rowcount != 1:
+                    raise ConcurrentUpdateError(run_id, handle.version)
+            update = statements.update_run_query(run_id, handle.version, values)
+            if (await conn.execute(update)).rowcount != 1:
+                if await conn.scalar(statements.run_exists_query(run_id)) is None:
+                    raise RunNotFoundError(run_id)
+                raise ConcurrentUpdateError(run_id, handle.version)
+            if rows:
+                await conn.execute(statements.insert_records(), rows)
+            if state.status.is_terminal and state.parent_run_id:
+                parent = state.parent_run_id
+                if (await conn.execute(statements.mark_parent_due(parent, now))).rowcount:
+                    await self._notify(conn, [parent])
+        owner = handle.owner if keep else None
+        return RunHandle(state, handle.version + 1, values["ledger_seq"], head, state_json, owner)
+
+    async def wake_waiting(self, run_ids: Sequence[str], now: datetime) -> None:
+        ids = [run_id for run_id in run_ids if not unstorable(run_id)]
+        if not ids:
+            return
+        await self._ensure_ready()
+        async with self._reaching("cannot wake runs in"), self._write() as conn:
+            woken = (await conn.execute(statements.wake_waiting(ids, now))).scalars().all()
+            await self._notify(conn, woken)
+
+    async def _any(self, query: Any) -> bool:
+        async with self._reaching("cannot read"), self.engine.connect() as conn:
+            return bool(await conn.scalar(query))
+
+    async def _notify(self, conn: Any, run_ids: Sequence[str]) -> None:
+        if self.dialect == "postgresql":
+            for run_id in run_ids:
+                await conn.execute(statements.notify_due(run_id))
+
+    async def wake_deliverable(self, now: datetime, limit: int) -> int:
+        await self._ensure_ready()
+        if not await self._any(statements.deliverable_query(now)):
+            return 0  # the scheduler asks every cycle: no write lock for nothing
+        woken: list[str] = []
+        async with self._reaching("cannot wake runs in"), self._write() as conn:
+            for query in (statements.wake_for_messages, statements.wake_for_events):
+                left = limit - len(woken)
+                if left > 0:
+                    woken += (await conn.execute(query(now, left))).scalars().all()
+            await self._notify(conn, woken)
+        return len(woken)
+
+    async def delete_expired_events(self, now: datetime, limit: int) -> int:
+        await self._ensure_ready()
+        if not await self._any(statements.expired_events_query(now)):
+            return 0
+        async with self._reaching("cannot delete expired events in"), self._write() as conn:
+            return int((await conn.execute(statements.delete_expired_events(now, limit))).rowcount)
