@@ -18,9 +18,14 @@ from abstractruntime.storage.sql.statements import (
     Postgres,
     Sqlite,
     claim_due_args,
+    expired_events_query,
     find_effect_query,
     list_runs_query,
+    live_event_keys,
+    messages_pending_query,
     next_due_query,
+    wake_for_events,
+    wake_for_messages,
 )
 from tests.acceptance.worker_app import TEN_STEPS
 from tests.helpers import eventually
@@ -152,6 +157,25 @@ async def test_poll_cycle_with_100k_waiting_runs_uses_the_due_index(db_url: str)
             assert "ix_abstractruntime_runs_status_wait_until" in text, text
             assert not any(line.startswith(("Seq Scan", "Sort")) for line in lines), text
             assert "USE TEMP B-TREE" not in text, text
+
+        # The scheduler's look for runs left waiting with a message or a buffered event
+        # (events.housekeeping, every cycle) starts from the messages and the unexpired events,
+        # never from the 100,000 waiting runs.
+        for statement in (
+            messages_pending_query(now),
+            live_event_keys(now, 500),
+            wake_for_messages(now, 500),
+            wake_for_events(now, ["evt:a", "evt:b"], 500),
+            expired_events_query(now),
+        ):
+            lines = await explain(store, statement)
+            text = "\n".join(lines)
+            if store.dialect == "postgresql":
+                assert not any(
+                    line.startswith("Seq Scan") and "abstractruntime_runs" in line for line in lines
+                ), text
+            else:
+                assert "SCAN abstractruntime_runs\n" not in text + "\n", text
 
         # A real scheduler cycle claims exactly the due runs and keeps no memory per run.
         sr = await create_scheduled_runtime(

@@ -147,14 +147,22 @@ class SqlEvents:
 
     async def wake_deliverable(self, now: datetime, limit: int) -> int:
         await self._ensure_ready()
-        if not await self._any(statements.deliverable_query(now)):
-            return 0  # the scheduler asks every cycle: no write lock for nothing
+        # The scheduler asks every cycle: two reads of the (few) messages and events, and no
+        # write lock for nothing.
+        messages = await self._any(statements.messages_pending_query(now))
+        async with self._reaching("cannot read"), self.engine.connect() as conn:
+            keys = (await conn.execute(statements.live_event_keys(now, limit))).scalars().all()
+        if not messages and not keys:
+            return 0
         woken: list[str] = []
         async with self._reaching("cannot wake runs in"), self._write() as conn:
-            for query in (statements.wake_for_messages, statements.wake_for_events):
-                left = limit - len(woken)
-                if left > 0:
-                    woken += (await conn.execute(query(now, left))).scalars().all()
+            if messages:
+                woken += (
+                    (await conn.execute(statements.wake_for_messages(now, limit))).scalars().all()
+                )
+            if keys and len(woken) < limit:
+                query = statements.wake_for_events(now, keys, limit - len(woken))
+                woken += (await conn.execute(query)).scalars().all()
             await self._notify(conn, woken)
         return len(woken)
 

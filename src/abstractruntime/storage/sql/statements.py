@@ -983,42 +983,44 @@ def _wakeable(now: datetime) -> list[sa.ColumnElement[bool]]:
 
 
 def _waiting_for_messages(now: datetime, limit: int) -> sa.Select[Any]:
-    """Runs waiting on a key they have a message for (from the messages: a primary-key lookup
-    of each one's run)."""
+    """Runs waiting on a key they have a message for. Driven from the messages (few), each
+    checked by a primary-key lookup of its run: never a pass over the waiting runs (many)."""
+    waits_for_it = sa.select(sa.literal(1)).where(
+        runs.c.run_id == messages.c.run_id, runs.c.wait_key == messages.c.key, *_wakeable(now)
+    )
+    return sa.select(messages.c.run_id).where(waits_for_it.exists()).limit(limit)
+
+
+def live_event_keys(now: datetime, limit: int) -> sa.Select[Any]:
+    """The keys of unexpired buffered events (few), by the expires_at index."""
     return (
-        sa.select(messages.c.run_id)
-        .join(runs, sa.and_(runs.c.run_id == messages.c.run_id, runs.c.wait_key == messages.c.key))
-        .where(*_wakeable(now))
-        .limit(limit)
+        sa.select(events.c.key).where(events.c.expires_at > now).group_by(events.c.key).limit(limit)
     )
 
 
-def _waiting_for_events(now: datetime, limit: int) -> sa.Select[Any]:
-    """Runs waiting on the key of an unexpired event they have not received (from the unexpired
-    events: the runs' wait_key index)."""
+def _waiting_for_events(now: datetime, keys: Sequence[str], limit: int) -> sa.Select[Any]:
+    """Runs waiting on one of ``keys`` (those of unexpired events: ``live_event_keys``) for an
+    unexpired event they have not received. The keys are given as values, so that the runs
+    are found by the wait_key index (a subquery of keys leads SQLite's planner to read every
+    waiting run instead)."""
     received = sa.select(sa.literal(1)).where(
         event_deliveries.c.event_id == events.c.event_id,
         event_deliveries.c.run_id == runs.c.run_id,
     )
+    unreceived = sa.select(sa.literal(1)).where(
+        events.c.key == runs.c.wait_key, events.c.expires_at > now, ~received.exists()
+    )
     return (
         sa.select(runs.c.run_id)
-        .join(events, events.c.key == runs.c.wait_key)
-        .where(events.c.expires_at > now, ~received.exists(), *_wakeable(now))
+        .where(runs.c.wait_key.in_(list(keys)), unreceived.exists(), *_wakeable(now))
         .limit(limit)
     )
 
 
-def deliverable_query(now: datetime) -> sa.Select[Any]:
-    """Whether ``wake_for_messages`` or ``wake_for_events`` would wake a run (a read, so that
-    the scheduler takes no write lock for nothing)."""
-    return sa.select(
-        sa.or_(_waiting_for_messages(now, 1).exists(), _waiting_for_events(now, 1).exists())
-    )
-
-
-def expired_events_query(now: datetime) -> sa.Select[Any]:
-    """Whether an event has expired (a read, before ``delete_expired_events``)."""
-    return sa.select(sa.select(events.c.event_id).where(events.c.expires_at <= now).exists())
+def messages_pending_query(now: datetime) -> sa.Select[Any]:
+    """Whether ``wake_for_messages`` would wake a run (a read, so that the scheduler takes no
+    write lock for nothing)."""
+    return sa.select(_waiting_for_messages(now, 1).exists())
 
 
 def wake_for_messages(now: datetime, limit: int) -> sa.Update:
@@ -1032,16 +1034,21 @@ def wake_for_messages(now: datetime, limit: int) -> sa.Update:
     )
 
 
-def wake_for_events(now: datetime, limit: int) -> sa.Update:
-    """Make due the runs waiting on the key of an unexpired event they have not received;
-    returns their ids."""
-    pending = _waiting_for_events(now, limit)
+def wake_for_events(now: datetime, keys: Sequence[str], limit: int) -> sa.Update:
+    """Make due the runs waiting on one of ``keys`` for an unexpired event they have not
+    received; returns their ids."""
+    pending = _waiting_for_events(now, keys, limit)
     return (
         runs.update()
         .where(runs.c.run_id.in_(pending), *_wakeable(now))
         .values(due_at=now, version=runs.c.version + 1)
         .returning(runs.c.run_id)
     )
+
+
+def expired_events_query(now: datetime) -> sa.Select[Any]:
+    """Whether an event has expired (a read, before ``delete_expired_events``)."""
+    return sa.select(sa.select(events.c.event_id).where(events.c.expires_at <= now).exists())
 
 
 def notify_due(run_id: str) -> sa.Select[Any]:
