@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from abstractruntime.cli.events import duration
+from abstractruntime.cli.base import duration_s
 from tests.helpers import cli
 
 APP = "abstractruntime.demo:DEMO_WORKFLOW"
@@ -66,4 +66,4 @@ def test_emit_and_send_errors_are_one_line(db_url: str, tmp_path: Path) -> None:
     ("text", "seconds"), [("90", 90), ("90s", 90), ("5m", 300), ("1h30m", 5400), ("2d", 172800)]
 )
 def test_durations(text: str, seconds: float) -> None:
-    assert duration(text) == seconds
+    assert duration_s(text) == seconds

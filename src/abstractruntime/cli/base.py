@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import NoReturn, TypeAlias
 
@@ -84,21 +85,21 @@ def non_negative_float(text: str) -> float:
     return value
 
 
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 
 
 def duration_s(text: str) -> float:
-    """A duration as seconds: ``30s``, ``15m``, ``1h``, ``2d`` (or a bare number of seconds)."""
-    raw = text.strip().lower()
-    unit = _DURATION_UNITS.get(raw[-1:]) if raw else None
-    number = raw[:-1] if unit is not None else raw
-    try:
-        value = float(number) * (unit or 1)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 30s, 15m, 1h, 2d)")
-    return value
+    """A duration as seconds: ``90`` (seconds), ``90s``, ``15m``, ``1h30m``, ``2d``, ``500ms``."""
+    spelled = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", spelled):
+        return float(spelled)
+    parts = _DURATION_PART.findall(spelled)
+    if not parts or "".join(n + u for n, u in parts) != spelled:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration (e.g. 90, 30s, 15m, 1h30m, 2d)"
+        )
+    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
 
 
 def _finite_float(text: str) -> float:

@@ -10,31 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from datetime import timedelta
 from typing import Any
 
 from ..app import load_app
 from ..core.runtime import Runtime
 from ..storage.sql import SqlStore
-from .base import APP_HELP, EXIT_OK, CliError, Parser, Subparsers, add_group
+from .base import APP_HELP, EXIT_OK, CliError, Parser, Subparsers, add_group, duration_s
 from .output import describe_state, emit
-
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-
-
-def duration(text: str) -> float:
-    """``90``, ``90s``, ``5m``, ``1h30m``, ``2d``: seconds (``0``: none)."""
-    spelled = text.strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", spelled):
-        return float(spelled)
-    parts = _DURATION.findall(spelled)
-    if not parts or "".join(n + u for n, u in parts) != spelled:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a duration (e.g. 90, 90s, 5m, 1h30m, 2d)"
-        )
-    return sum(float(number) * _UNITS[unit] for number, unit in parts)
 
 
 def _payload(text: str) -> dict[str, Any]:
@@ -103,7 +86,7 @@ def configure_parser(subparsers: Subparsers, common: Parser) -> None:
     emitted.add_argument("payload", metavar="JSON", help="a JSON object")
     emitted.add_argument(
         "--buffer",
-        type=duration,
+        type=duration_s,
         default=0.0,
         metavar="DURATION",
         help="keep the event this long for runs that wait on KEY later (e.g. 1h; default: no)",
