@@ -242,9 +242,9 @@ async def send(rt: Runtime, run_id: str, key: str, payload: Mapping[str, Any] | 
 async def housekeeping(store: Any, now: datetime, limit: int = EXPIRED_BATCH) -> None:
     """The scheduler's share, once per cycle: delete up to ``limit`` expired buffered events,
     and make due the runs left waiting with a delivery there (``wake_deliverable``)."""
+    await clean_expired(store, now, limit)
     found = event_store(store)
     if found is not None:
-        await found.delete_expired_events(now, limit)
         await found.wake_deliverable(now, limit)
 
 
