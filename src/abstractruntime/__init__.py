@@ -64,6 +64,7 @@ from .errors import (
     SnapshotNotFoundError,
     StoreError,
     WaitKeyMismatchError,
+    WorkflowVersionNotFoundError,
 )
 from .scheduler import ScheduledRuntime, Scheduler, SchedulerStats, create_scheduled_runtime
 from .storage.artifact_files import FileArtifactStore
@@ -124,6 +125,7 @@ __all__ = [
     "WaitState",
     "WorkflowRegistry",
     "WorkflowSpec",
+    "WorkflowVersionNotFoundError",
     "artifact_ref",
     "compute_artifact_id",
     "compute_idempotency_key",

@@ -4,6 +4,8 @@
     ├── RunNotFoundError (KeyError)       no run has that id
     ├── SnapshotNotFoundError (KeyError)  no snapshot has that id
     ├── ArtifactNotFoundError (KeyError)  no artifact has that id (content hash)
+    ├── WorkflowVersionNotFoundError      a registered workflow without the version asked for
+    │   (KeyError)
     ├── RunExistsError (ValueError)       start() with a run id that is taken
     ├── InvalidArgumentError (ValueError) a caller's argument is wrong (checked before any I/O)
     │   └── AppLoadError                  an app spec (``module:attr``) that names no workflows
@@ -61,6 +63,22 @@ class ArtifactNotFoundError(AbstractRuntimeError, KeyError):
 
     def __str__(self) -> str:
         return f"unknown artifact {self.artifact_id!r}"
+
+
+class WorkflowVersionNotFoundError(AbstractRuntimeError, KeyError):
+    """The workflow is registered, but not at this version."""
+
+    def __init__(self, workflow_id: str, version: str | None, registered: list[str]) -> None:
+        super().__init__(workflow_id, version)
+        self.workflow_id = workflow_id
+        self.version = version
+        self.registered = registered
+
+    def __str__(self) -> str:
+        return (
+            f"workflow {self.workflow_id!r} has no version {self.version!r} registered "
+            f"(registered: {', '.join(self.registered)})"
+        )
 
 
 class RunExistsError(AbstractRuntimeError, ValueError):

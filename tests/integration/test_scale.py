@@ -24,6 +24,7 @@ from abstractruntime.storage.sql.statements import (
     live_event_keys,
     messages_pending_query,
     next_due_query,
+    served_args,
     wake_for_events,
     wake_for_messages,
 )
@@ -104,17 +105,21 @@ async def explain(store: SqlStore, statement: Any) -> list[str]:
 def claims_that_the_backend_runs(store: SqlStore, now: Any) -> list[tuple[str, tuple[Any, ...]]]:
     """The claims of due runs, unfiltered and filtered, as the dialect's backend runs them."""
     until = now + timedelta(seconds=30)
+
+    def served(postgres: bool) -> tuple[Any, ...]:
+        return served_args([("ten_steps", "1")], postgres)
+
     if store.dialect == "sqlite":  # on the writer thread
         return [
             (Sqlite.claim_due(None), sqlite._bind(claim_due_args("me", now, until, 100))),
             (
                 Sqlite.claim_due(1),
-                sqlite._bind(claim_due_args("me", now, until, 100, ["ten_steps"])),
+                sqlite._bind(claim_due_args("me", now, until, 100, served(False))),
             ),
         ]
     return [  # on asyncpg
         (Postgres.CLAIM_DUE, claim_due_args("me", now, until, 100)),
-        (Postgres.CLAIM_DUE_FILTERED, claim_due_args("me", now, until, 100, (["ten_steps"],))),
+        (Postgres.CLAIM_DUE_FILTERED, claim_due_args("me", now, until, 100, served(True))),
     ]
 
 
@@ -127,7 +132,7 @@ async def test_poll_cycle_with_100k_waiting_runs_uses_the_due_index(db_url: str)
         statements: list[Any] = [
             *claims_that_the_backend_runs(store, now),
             next_due_query(),
-            next_due_query(["ten_steps"]),
+            next_due_query([("ten_steps", "1")]),
         ]
         for statement in statements:
             lines = await explain(store, statement)

@@ -118,7 +118,9 @@ def test_every_hot_statement_gets_as_many_arguments_as_it_binds(dialect: str) ->
         ),
         (
             Postgres.CLAIM_DUE_FILTERED if pg else Sqlite.claim_due(3),
-            statements.claim_due_args("me", now, now, 10, (["a", "b", "c"],) if pg else "abc"),
+            statements.claim_due_args(
+                "me", now, now, 10, statements.served_args([("a", "1"), ("b", "1"), ("c", "2")], pg)
+            ),
         ),
         (
             Postgres.RELEASE if pg else Sqlite.RELEASE,

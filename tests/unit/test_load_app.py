@@ -82,7 +82,7 @@ async def test_a_dict_brings_effect_handlers_a_policy_and_a_context(
         (42, "is a int, not a WorkflowRegistry"),
         ("approval", "is a str, not a WorkflowRegistry"),
         ([APPROVAL, "x"], "expected a WorkflowSpec, got str"),
-        ([counter(2), counter(3)], "'counter' is already registered"),
+        ([counter(2), counter(3)], "'counter' version '1' is already registered"),
         ({"workflows": [APPROVAL], "effect_handlers": [handler]}, "effect_handlers is a list"),
         ({"workflows": [APPROVAL], "effect_handlers": {"llm": handler}}, "'llm', which is not"),
         ({"workflows": [APPROVAL], "effect_handlers": {"llm_call": 1}}, "is not callable"),

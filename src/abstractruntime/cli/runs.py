@@ -141,11 +141,13 @@ async def respond(args: argparse.Namespace, store: SqlStore) -> int:
         state = await rt.get_state(args.run_id)
         if state.status is not RunStatus.WAITING or state.waiting is None:
             raise CliError(f"run {args.run_id} is {state.status.value}, not waiting")
-        workflow = registry.get(state.workflow_id)
+        workflow = registry.for_run(state)
         if workflow is None:
+            served = ", ".join(f"{w} v{v}" for w, v in registry.served()) or "none"
             raise CliError(
-                f"run {args.run_id} belongs to workflow {state.workflow_id!r}, which --app "
-                f"{args.app} does not have (it has: {', '.join(registry.ids()) or 'none'})"
+                f"run {args.run_id} belongs to workflow {state.workflow_id!r} version "
+                f"{state.workflow_version!r}, which --app {args.app} does not have (it has: "
+                f"{served})"
             )
         state = await rt.resume(
             workflow=workflow, run_id=args.run_id, wait_key=state.waiting.wait_key, payload=payload

@@ -191,7 +191,7 @@ async def emit(
             break
         for state in fresh:
             tried.add(state.run_id)
-            workflow = rt.workflow_registry.get(state.workflow_id)
+            workflow = rt.workflow_registry.for_run(state)
             if workflow is None:
                 unknown.append(state.run_id)
                 continue
@@ -229,7 +229,7 @@ async def send(rt: Runtime, run_id: str, key: str, payload: Mapping[str, Any] | 
     state = await rt.get_state(run_id)
     if waiting_key(state) != key:
         return state
-    workflow = rt.workflow_registry.get(state.workflow_id)
+    workflow = rt.workflow_registry.for_run(state)
     if workflow is None:
         await store.wake_waiting([run_id], rt.config.clock())
         return state

@@ -18,6 +18,7 @@ COLUMN_LIMITS: tuple[tuple[str, int, bool], ...] = (
     # (field, most characters, required)
     ("run_id", 64, True),
     ("workflow_id", 255, True),
+    ("workflow_version", 64, True),
     ("current_node", 255, False),
     ("parent_run_id", 64, False),
     ("actor_id", 255, False),

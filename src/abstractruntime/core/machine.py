@@ -98,6 +98,7 @@ def new_run(
         actor_id=actor_id,
         session_id=session_id,
         parent_run_id=parent_run_id,
+        workflow_version=workflow.version,
     )
 
 
@@ -374,6 +375,43 @@ def set_vars(
     record = new_record(state, now, StepStatus.COMPLETED)
     record.result = note
     return Transition(state, record)
+
+
+def migrate(
+    state: RunState,
+    to_version: str,
+    node_map: Mapping[str, str],
+    vars: dict[str, Any],
+    now: datetime,
+) -> Transition:
+    """An operator's move of a run to another version of its workflow: its nodes (the current
+    one and those its wait continues at) renamed by ``node_map``, its vars replaced; noted in
+    the ledger with a ``migrated`` result."""
+    from_version, from_node = state.workflow_version, state.current_node
+    state.workflow_version = to_version
+    state.current_node = _mapped(node_map, state.current_node)
+    waiting = state.waiting
+    if waiting is not None:
+        waiting.resume_to_node = _mapped(node_map, waiting.resume_to_node)
+        waiting.timeout_node = _mapped(node_map, waiting.timeout_node)
+    changed = vars != state.vars
+    state.vars = vars
+    state.updated_at = now
+    record = new_record(state, now, StepStatus.COMPLETED)
+    record.result = {
+        "migrated": {
+            "from_version": from_version,
+            "to_version": to_version,
+            "from_node": from_node,
+            "to_node": state.current_node,
+            "vars_changed": changed,
+        }
+    }
+    return Transition(state, record)
+
+
+def _mapped(node_map: Mapping[str, str], node: str | None) -> str | None:
+    return node if node is None else node_map.get(node, node)
 
 
 def restore(current: RunState, snapshot: Snapshot, now: datetime) -> Transition:

@@ -45,10 +45,11 @@ from .events import Mailbox, MemoryEvents
 from .kernel import due_at
 from .ledger import chain_records
 from .models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
-from .ports import ArtifactStore, LedgerHead, RunHandle
+from .ports import ArtifactStore, LedgerHead, RunHandle, Served
 from .schedules import InMemoryScheduleStore
 from .serde import canonical_json, decode, encode, to_utc, utc_now
 from .snapshot import Snapshot
+from .workers import MemoryWorkers
 
 
 async def _stop_nothing() -> None:
@@ -79,14 +80,18 @@ class StoredRun:
         """A live lease, whoever holds it (claims are not re-entrant)."""
         return self.lease_expires_at is not None and self.lease_expires_at > now
 
-    def is_due(self, now: datetime, workflow_ids: Sequence[str] | None) -> bool:
-        """Due, unclaimed and of one of ``workflow_ids`` (None: any)."""
+    def is_due(self, now: datetime, workflows: Served | None) -> bool:
+        """Due, unclaimed and of one of ``workflows`` (``(workflow_id, version)``; None: any)."""
         return (
             self.due_at is not None
             and self.due_at <= now
             and not self.leased(now)
-            and (workflow_ids is None or self.state.workflow_id in workflow_ids)
+            and (workflows is None or self.served_by(workflows))
         )
+
+    def served_by(self, workflows: Sequence[tuple[str, str]]) -> bool:
+        """Of one of the ``(workflow_id, version)`` pairs."""
+        return (self.state.workflow_id, self.state.workflow_version) in workflows
 
     def handle(self, owner: str | None = None) -> RunHandle:
         assert self.seq is not None
@@ -167,22 +172,19 @@ class StoredRun:
 Stored = TypeVar("Stored", bound=StoredRun)
 
 
-def claimable(
-    runs: Iterable[Stored], now: datetime, workflow_ids: Sequence[str] | None
-) -> list[Stored]:
+def claimable(runs: Iterable[Stored], now: datetime, workflows: Served | None) -> list[Stored]:
     """The due runs (``StoredRun.is_due``), the longest due first."""
     return sorted(
-        (run for run in runs if run.is_due(now, workflow_ids)), key=lambda r: r.due_at or now
+        (run for run in runs if run.is_due(now, workflows)), key=lambda r: r.due_at or now
     )
 
 
-def earliest_due(runs: Iterable[StoredRun], workflow_ids: Sequence[str] | None) -> datetime | None:
-    """The earliest ``due_at`` of ``runs`` of one of ``workflow_ids`` (None: any)."""
+def earliest_due(runs: Iterable[StoredRun], workflows: Served | None) -> datetime | None:
+    """The earliest ``due_at`` of ``runs`` of one of ``workflows`` (None: any)."""
     times = [
         run.due_at
         for run in runs
-        if run.due_at is not None
-        and (workflow_ids is None or run.state.workflow_id in workflow_ids)
+        if run.due_at is not None and (workflows is None or run.served_by(workflows))
     ]
     return min(times) if times else None
 
@@ -239,6 +241,7 @@ def select_runs(
     limit: int | None,
     order: str = "updated",
     deadline_before: datetime | None = None,
+    workflow_version: str | None = None,
 ) -> list[Held]:
     """The stored runs passing every given filter, most recently updated first (with
     ``due_by``: earliest ``until`` first; ``order="deadline"`` or ``deadline_before``: earliest
@@ -250,6 +253,7 @@ def select_runs(
         if (
             (status is None or state.status is RunStatus(status))
             and (workflow_id is None or state.workflow_id == workflow_id)
+            and (workflow_version is None or state.workflow_version == workflow_version)
             and (parent_run_id is None or state.parent_run_id == parent_run_id)
             and (wait_reason is None or (waiting and waiting.reason is WaitReason(wait_reason)))
             and (wait_key is None or (waiting and waiting.wait_key == wait_key))
@@ -473,7 +477,7 @@ class InMemoryArtifactStore(ArtifactStore):
         return [m.copy() for m in newest_first((a.metadata for a in self._blobs.values()), limit)]
 
 
-class MemoryStore(MemoryEvents):
+class MemoryStore(MemoryEvents, MemoryWorkers):
     """The ``Store`` interface over an ``InMemoryRunStore`` and an ``InMemoryLedgerStore``,
     with buffered events and messages (``core.events.MemoryEvents``).
 
@@ -498,6 +502,9 @@ class MemoryStore(MemoryEvents):
         self.schedules = InMemoryScheduleStore()
         #: Buffered events and messages (``Runtime.emit_event`` / ``send``).
         self.mailbox = Mailbox()
+
+    async def _run_states(self) -> Iterable[RunState]:
+        return [stored.state for stored in self.run_store._runs.values()]
 
     def _get(self, run_id: str) -> StoredRun:
         stored = self.run_store._runs.get(run_id)
@@ -553,13 +560,13 @@ class MemoryStore(MemoryEvents):
         now: datetime,
         lease_until: datetime,
         limit: int,
-        workflow_ids: Sequence[str] | None = None,
+        workflows: Served | None = None,
     ) -> list[RunHandle]:
-        due = claimable(self.run_store._runs.values(), now, workflow_ids)
+        due = claimable(self.run_store._runs.values(), now, workflows)
         return [stored.claim(owner, lease_until) for stored in due[:limit]]
 
-    async def next_due_at(self, workflow_ids: Sequence[str] | None = None) -> datetime | None:
-        return earliest_due(self.run_store._runs.values(), workflow_ids)
+    async def next_due_at(self, workflows: Served | None = None) -> datetime | None:
+        return earliest_due(self.run_store._runs.values(), workflows)
 
     async def commit_step(
         self,
@@ -651,6 +658,7 @@ class MemoryStore(MemoryEvents):
         due_by: datetime | None = None,
         order: str = "updated",
         deadline_before: datetime | None = None,
+        workflow_version: str | None = None,
     ) -> list[RunState]:
         return _states(
             select_runs(
@@ -664,6 +672,7 @@ class MemoryStore(MemoryEvents):
                 limit=limit,
                 order=order,
                 deadline_before=deadline_before,
+                workflow_version=workflow_version,
             )
         )
 

@@ -15,6 +15,9 @@ from typing import Any, ClassVar
 
 from .serde import iso, to_utc, utc_now
 
+#: The version of a workflow that does not name one, and of the runs stored before versions.
+DEFAULT_WORKFLOW_VERSION = "1"
+
 
 class _StrEnum(str, enum.Enum):
     """``str(x)`` and f-strings give the contract value (``"waiting"``), not ``Class.NAME``."""
@@ -222,6 +225,9 @@ class RunState(_IsoTimes):
     actor_id: str | None = None
     session_id: str | None = None
     parent_run_id: str | None = None
+    #: The version of its workflow the run started on (``WorkflowSpec.version``): only that
+    #: version's code drives it, until ``Runtime.migrate_runs`` moves it.
+    workflow_version: str = DEFAULT_WORKFLOW_VERSION
 
     def __post_init__(self) -> None:
         self.status = RunStatus(self.status)
@@ -253,7 +259,7 @@ class RunState(_IsoTimes):
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "run_id": self.run_id,
             "workflow_id": self.workflow_id,
             "status": self.status.value,
@@ -268,6 +274,11 @@ class RunState(_IsoTimes):
             "session_id": self.session_id,
             "parent_run_id": self.parent_run_id,
         }
+        # Only when not the default, so the states of unversioned workflows keep their bytes
+        # (and the original's format).
+        if self.workflow_version != DEFAULT_WORKFLOW_VERSION:
+            data["workflow_version"] = self.workflow_version
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunState:
@@ -286,6 +297,7 @@ class RunState(_IsoTimes):
             actor_id=data.get("actor_id"),
             session_id=data.get("session_id"),
             parent_run_id=data.get("parent_run_id"),
+            workflow_version=data.get("workflow_version") or DEFAULT_WORKFLOW_VERSION,
         )
 
 

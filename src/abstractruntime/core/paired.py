@@ -53,9 +53,10 @@ from .memory import (
     select_runs,
 )
 from .models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
-from .ports import ArtifactStore, LedgerHead, RunHandle, SnapshotStore, Store
+from .ports import ArtifactStore, LedgerHead, RunHandle, Served, SnapshotStore, Store
 from .schedules import InMemoryScheduleStore
 from .serde import decode
+from .workers import MemoryWorkers
 
 #: ``limit`` passed to a queryable run store's ``list_runs`` to read every run.
 _ALL_RUNS = 1_000_000_000
@@ -85,7 +86,7 @@ def _copy(state_json: str) -> RunState:
     return RunState.from_dict(decode(state_json))
 
 
-class PairedStore(MemoryEvents):
+class PairedStore(MemoryEvents, MemoryWorkers):
     """The ``Store`` interface over a run store and a ledger store (see the module docstring).
 
     Buffered events and messages live in this process's memory (``core.events.MemoryEvents``),
@@ -232,6 +233,10 @@ class PairedStore(MemoryEvents):
     def _known(self) -> list[PairedRun]:
         return list(self._runs.values())
 
+    async def _run_states(self) -> list[RunState]:
+        await self._discover()
+        return [run.state for run in self._known()]
+
     # -- the Store port -----------------------------------------------------------------------
 
     async def create_run(
@@ -280,24 +285,24 @@ class PairedStore(MemoryEvents):
         now: datetime,
         lease_until: datetime,
         limit: int,
-        workflow_ids: Sequence[str] | None = None,
+        workflows: Served | None = None,
     ) -> list[RunHandle]:
         await self._discover()
         claimed: list[RunHandle] = []
-        for run in claimable(self._known(), now, workflow_ids):
+        for run in claimable(self._known(), now, workflows):
             if len(claimed) >= limit:
                 break
             if run.lock.locked():  # a commit in flight
                 continue
             if run.seq is None:
                 await self._positioned(run.state.run_id)
-            if run.is_due(now, workflow_ids) and not run.lock.locked():  # still, after the read
+            if run.is_due(now, workflows) and not run.lock.locked():  # still, after the read
                 claimed.append(run.claim(owner, lease_until))
         return claimed
 
-    async def next_due_at(self, workflow_ids: Sequence[str] | None = None) -> datetime | None:
+    async def next_due_at(self, workflows: Served | None = None) -> datetime | None:
         await self._discover()
-        return earliest_due(self._known(), workflow_ids)
+        return earliest_due(self._known(), workflows)
 
     async def commit_step(
         self,
@@ -399,6 +404,7 @@ class PairedStore(MemoryEvents):
         due_by: datetime | None = None,
         order: str = "updated",
         deadline_before: datetime | None = None,
+        workflow_version: str | None = None,
     ) -> list[RunState]:
         await self._discover()
         found = select_runs(
@@ -412,6 +418,7 @@ class PairedStore(MemoryEvents):
             limit=limit,
             order=order,
             deadline_before=deadline_before,
+            workflow_version=workflow_version,
         )
         return [_copy(r.state_json) for r in found]
 

@@ -45,6 +45,11 @@ from .artifacts import (
 from .models import RunState, RunStatus, StepRecord, WaitReason
 from .schedules import ScheduleStore
 from .snapshot import Snapshot
+from .workers import VersionCount, WorkerInfo
+
+#: The ``(workflow_id, version)`` pairs a worker drives (``WorkflowRegistry.served``): its
+#: claims take only the runs of these.
+Served = Sequence[tuple[str, str]]
 
 
 @dataclass
@@ -325,13 +330,15 @@ class Store(Protocol):
         now: datetime,
         lease_until: datetime,
         limit: int,
-        workflow_ids: Sequence[str] | None = None,
+        workflows: Served | None = None,
     ) -> list[RunHandle]:
-        """Claim up to ``limit`` runs that are due and unclaimed (oldest due first)."""
+        """Claim up to ``limit`` runs that are due and unclaimed (oldest due first), of the
+        ``(workflow_id, version)`` pairs ``workflows`` (None: of any workflow)."""
         ...
 
-    async def next_due_at(self, workflow_ids: Sequence[str] | None = None) -> datetime | None:
-        """The earliest ``due_at`` of any run (None when no run will ever be due by itself)."""
+    async def next_due_at(self, workflows: Served | None = None) -> datetime | None:
+        """The earliest ``due_at`` of the runs of ``workflows`` (see ``claim_due``); None when
+        no run will ever be due by itself."""
         ...
 
     async def commit_step(
@@ -402,8 +409,11 @@ class Store(Protocol):
         due_by: datetime | None = None,
         order: str = "updated",
         deadline_before: datetime | None = None,
+        workflow_version: str | None = None,
     ) -> list[RunState]:
         """Runs matching every given filter, most recently updated first.
+
+        ``workflow_version``: only the runs on that version of their workflow.
 
         ``due_by``: only runs waiting until a time at or before it (``wait_until``), earliest
         first.
@@ -412,6 +422,25 @@ class Store(Protocol):
         then the runs without one, most recently updated first. ``deadline_before``: only the
         runs whose deadline is at or before it (earliest first, whatever ``order``).
         """
+        ...
+
+    async def announce_worker(
+        self, owner: str, serves: Served, *, now: datetime, expires_at: datetime
+    ) -> None:
+        """Record (or refresh) ``owner`` as a live worker of the ``serves`` versions until
+        ``expires_at`` (``core/workers.py``)."""
+        ...
+
+    async def forget_worker(self, owner: str) -> None:
+        """Remove ``owner`` from the live workers (it stopped)."""
+        ...
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """The announced workers, alive or not, by owner."""
+        ...
+
+    async def version_counts(self) -> list[VersionCount]:
+        """How many unfinished runs each workflow version has, by status."""
         ...
 
     async def listen(self, callback: Callable[[], None]) -> Callable[[], Awaitable[None]]:

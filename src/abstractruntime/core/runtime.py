@@ -31,7 +31,7 @@ from ..errors import (
     StoreError,
     WaitKeyMismatchError,
 )
-from . import events, limits, machine, subworkflows, timeouts
+from . import events, limits, machine, subworkflows, timeouts, versions
 from .config import RuntimeConfig
 from .context import StepContext
 from .crashpoints import crash_point
@@ -57,6 +57,7 @@ from .registry import WorkflowRegistry
 from .serde import decode, iso, utc_now
 from .snapshot import Snapshot
 from .spec import WorkflowSpec
+from .versions import MigrationReport, VarsFn
 from .views import StoreLedgerView, StoreRunView
 
 __all__ = ["DefaultRunContext", "EffectOutcome", "Runtime"]
@@ -408,6 +409,33 @@ class Runtime:
         finally:
             await self._release(held.handle)
 
+    async def migrate_runs(
+        self,
+        workflow_id: str,
+        from_version: str,
+        to_version: str,
+        node_map: Mapping[str, str] | None = None,
+        vars_fn: VarsFn | None = None,
+        dry_run: bool = False,
+    ) -> MigrationReport:
+        """Move the runs of ``workflow_id`` at ``from_version`` to ``to_version`` (which must
+        be in ``workflow_registry``), each in one transaction with a ``migrated`` ledger record.
+
+        The runs moved are those not finished (waiting, or running between two steps); a run a
+        worker drives right now is skipped (run the migration again later). ``node_map`` renames
+        nodes (``{"old": "new"}``; a node it does not name keeps its id), for the run's current
+        node and the nodes its wait continues at; a run with a node the target version lacks is
+        reported in ``skipped`` with the reason, never moved. ``vars_fn(vars) -> vars`` (plain or
+        async) rewrites each run's vars; a run for which it raises is skipped. ``dry_run``:
+        report what would move, change nothing.
+
+        Raises ``InvalidArgumentError`` for bad arguments and ``WorkflowVersionNotFoundError``
+        when ``to_version`` is not registered, before anything changes.
+        """
+        return await versions.migrate_runs(
+            self, workflow_id, from_version, to_version, node_map, vars_fn, dry_run
+        )
+
     async def restore_snapshot(self, snapshot_id: str) -> RunState:
         """Make a snapshot's state the current state of its run (``snapshot.run_id``).
 
@@ -460,10 +488,14 @@ class Runtime:
         """Drive a run claimed by ``claim_due`` (the scheduler's entry point)."""
         handle = self.leases.track(handle)
         crash_point("after_claim")
-        workflow = self.workflow_registry.get(handle.state.workflow_id)
+        workflow = self.workflow_registry.for_run(handle.state)
         if workflow is None:
             await self._release(handle)
-            raise KeyError(f"workflow {handle.state.workflow_id!r} is not registered")
+            state = handle.state
+            raise KeyError(
+                f"workflow {state.workflow_id!r} version {state.workflow_version!r} is not "
+                "registered"
+            )
         return await self._drive(workflow, handle, max_steps)
 
     async def aclose(self) -> None:
@@ -532,6 +564,13 @@ class Runtime:
             raise ValueError(
                 f"run {state.run_id!r} belongs to workflow {state.workflow_id!r}, "
                 f"not {workflow.workflow_id!r}"
+            )
+        if workflow.version != state.workflow_version:
+            raise InvalidArgumentError(
+                f"run {state.run_id!r} started on version {state.workflow_version!r} of "
+                f"workflow {state.workflow_id!r} and is driven by that version only, not "
+                f"{workflow.version!r}: pass that version's spec, or move the run with "
+                "migrate_runs()"
             )
 
     # -- the driver ---------------------------------------------------------------------------
@@ -750,6 +789,10 @@ class Runtime:
         """Commit an operator's transition; a state it cannot store is the caller's error."""
         state = transition.state
         return await self._store(held, state, self.encode(state), [transition.record])
+
+    async def _commit_claimed(self, handle: RunHandle, transition: Transition) -> RunHandle:
+        """``_commit_as_is`` on a run claimed with ``_claim`` (for operators' modules)."""
+        return await self._commit_as_is(_Held(handle), transition)
 
     async def _commit_attempt_failure(
         self, held: _Held, plan: StepPlan, record: StepRecord, error: str

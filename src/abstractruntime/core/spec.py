@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..errors import InvalidWorkflowError
-from .models import RunState, StepPlan
+from .models import DEFAULT_WORKFLOW_VERSION, RunState, StepPlan
 
 
 class RunContext(Protocol):
@@ -22,15 +22,29 @@ NodeHandler = Callable[[RunState, Any], StepPlan | Awaitable[StepPlan]]
 
 @dataclass
 class WorkflowSpec:
-    """A workflow: its id, the node a run starts at, and a handler per node id."""
+    """A workflow: its id, the node a run starts at, and a handler per node id.
+
+    ``version`` (default ``"1"``) names this code of the workflow. A run records the version
+    it started on and is only ever driven by that version's spec: a registry may hold several
+    versions of one workflow, and a worker claims only the runs of the versions it has, so old
+    and new workers can share one database during a deploy. ``Runtime.migrate_runs`` moves
+    waiting runs to another version on purpose.
+    """
 
     workflow_id: str
     entry_node: str
     nodes: dict[str, NodeHandler] = field(default_factory=dict)
+    version: str = DEFAULT_WORKFLOW_VERSION
 
     def __post_init__(self) -> None:
         if not isinstance(self.workflow_id, str) or not self.workflow_id:
             raise InvalidWorkflowError("WorkflowSpec.workflow_id must be a non-empty string")
+        version = self.version
+        if not isinstance(version, str) or not version or len(version) > 64 or "\x00" in version:
+            raise InvalidWorkflowError(
+                f"workflow {self.workflow_id!r}: version must be a non-empty string of at most "
+                f"64 characters (no NUL), got {version!r}"
+            )
         if not isinstance(self.nodes, Mapping):
             raise InvalidWorkflowError(
                 f"workflow {self.workflow_id!r}: nodes must be a dict of node id -> handler"

@@ -136,7 +136,7 @@ async def wake_parent(rt: Runtime, child: RunState) -> None:
         or (waiting.details or {}).get("sub_run_id") != child.run_id
     ):
         return
-    workflow = rt.workflow_registry.get(parent.workflow_id)
+    workflow = rt.workflow_registry.for_run(parent)
     if workflow is None:
         return
     with contextlib.suppress(RunLeasedError, ConcurrentUpdateError):

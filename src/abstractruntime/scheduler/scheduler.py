@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..core import events, subworkflows
+from ..core import events, subworkflows, workers
 from ..core.models import RunState, RunStatus, WaitReason
 from ..core.ports import RunHandle
 from ..core.registry import WorkflowRegistry
@@ -126,6 +126,8 @@ class Scheduler:
         self._fire_check_at: datetime | None = None
         #: The earliest fire time of our schedules when we last looked (for the sleep).
         self._next_fire: datetime | None = None
+        #: When the loop next tells the store it is alive (None: not running).
+        self._announce_at: datetime | None = None
 
     @property
     def is_running(self) -> bool:
@@ -163,6 +165,7 @@ class Scheduler:
         self._unhook = self.runtime.add_due_listener(self.wake)
         if self.listen:
             self._unlisten = await self.runtime.store.listen(self.wake)
+        self._announce_at = self.runtime.config.clock()  # at the first poll cycle
         self._loop_task = asyncio.create_task(self._loop(), name="abstractruntime-scheduler")
 
     async def stop(self, timeout: float = 5.0, *, grace_s: float | None = None) -> None:
@@ -187,6 +190,10 @@ class Scheduler:
         if self._unhook is not None:
             self._unhook()
             self._unhook = None
+        if self._announce_at is not None:
+            self._announce_at = None
+            with contextlib.suppress(Exception):  # else its row expires by itself
+                await self.runtime.store.forget_worker(self.runtime.config.owner)
         tasks = list(self._inflight.values())
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace_s)
@@ -215,6 +222,8 @@ class Scheduler:
         self.stats.last_poll_at = now
         if self._fire_check_at is None or self._fire_check_at <= now:
             await self._fire_schedules(now)
+        if self._announce_at is not None and self._announce_at <= now:
+            await self._announce(now)
         if free <= 0:
             return 0
         handles = await runtime.store.claim_due(
@@ -222,7 +231,7 @@ class Scheduler:
             now,
             runtime.leases.until(now),
             free,
-            runtime.workflow_registry.ids(),
+            runtime.workflow_registry.served(),
         )
         self.stats.poll_cycles += 1
         # Expired buffered events, and runs left waiting with a delivery (core/events.py).
@@ -233,6 +242,18 @@ class Scheduler:
                 self._drive(handle), name=f"abstractruntime-run-{run_id}"
             )
         return len(handles)
+
+    async def _announce(self, now: datetime) -> None:
+        """Tell the store this worker is alive and which workflow versions it serves
+        (``core/workers.py``), every third of a lease while it runs."""
+        interval = self.runtime.config.lease_s / 3
+        await self.runtime.store.announce_worker(
+            self.runtime.config.owner,
+            self.registry.served(),
+            now=now,
+            expires_at=workers.expiry(now, interval),
+        )
+        self._announce_at = now + timedelta(seconds=interval)
 
     async def _fire_schedules(self, now: datetime) -> None:
         created, next_fire, failed = await cron.fire_due(self.runtime, now, self._record_error)
@@ -267,7 +288,7 @@ class Scheduler:
         if claimed and claimed >= self.max_concurrency - len(self._inflight):
             return 0.0  # there may be more due runs than we took
         runtime = self.runtime
-        next_due = await runtime.store.next_due_at(runtime.workflow_registry.ids())
+        next_due = await runtime.store.next_due_at(runtime.workflow_registry.served())
         fire = self._next_fire
         if fire is not None and (next_due is None or fire < next_due):
             next_due = fire  # a cron schedule fires first
@@ -323,7 +344,7 @@ class Scheduler:
         is not registered."""
         state = await self.runtime.get_state(run_id)
         return await self.runtime.resume(
-            workflow=self.registry.get_or_raise(state.workflow_id),
+            workflow=self.registry.get_or_raise(state.workflow_id, state.workflow_version),
             run_id=run_id,
             wait_key=wait_key,
             payload=payload,

@@ -31,7 +31,7 @@ from typing import Any
 
 from ...core.models import RunState, StepRecord
 from ...core.paired import PairedRun, PairedStore
-from ...core.ports import ArtifactStore, RunHandle, SnapshotStore
+from ...core.ports import ArtifactStore, RunHandle, Served, SnapshotStore
 from ...errors import InvalidArgumentError, StoreError
 from ..ledger_chain import HashChainedLedgerStore
 from ._io import DirectoryLock, append_lines, scan_jsonl
@@ -201,10 +201,10 @@ class FileStore(PairedStore):
         now: datetime,
         lease_until: datetime,
         limit: int,
-        workflow_ids: Sequence[str] | None = None,
+        workflows: Served | None = None,
     ) -> list[RunHandle]:
         self._lock()
-        return await super().claim_due(owner, now, lease_until, limit, workflow_ids)
+        return await super().claim_due(owner, now, lease_until, limit, workflows)
 
     async def close(self) -> None:
         """Let go of the directory lock (leases held are forgotten with this store)."""

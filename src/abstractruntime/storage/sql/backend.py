@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from ...core.ports import Served
 from ...core.serde import canonical_json
 from .schema import RawJSON
 from .statements import HandleRow
@@ -63,7 +64,7 @@ class SqlBackend(Protocol):
         now: datetime,
         lease_until: datetime,
         limit: int,
-        workflow_ids: Sequence[str] | None,
+        workflows: Served | None,
     ) -> list[HandleRow]:
         """Claim up to ``limit`` due, unclaimed runs, oldest due first."""
         ...

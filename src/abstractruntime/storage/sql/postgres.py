@@ -32,6 +32,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
+from ...core.ports import Served
 from ...errors import ConcurrentUpdateError, RunExistsError, RunLeasedError, RunNotFoundError
 from .backend import create_engine
 from .statements import (
@@ -44,6 +45,7 @@ from .statements import (
     insert_run_args,
     release_args,
     renew_args,
+    served_args,
 )
 from .urls import PoolOptions
 
@@ -131,14 +133,10 @@ class PostgresBackend:
         now: datetime,
         lease_until: datetime,
         limit: int,
-        workflow_ids: Sequence[str] | None,
+        workflows: Served | None,
     ) -> list[HandleRow]:
-        if workflow_ids is None:
-            sql, args = Postgres.CLAIM_DUE, claim_due_args(owner, now, lease_until, limit)
-        else:
-            ids = (list(workflow_ids),)
-            sql = Postgres.CLAIM_DUE_FILTERED
-            args = claim_due_args(owner, now, lease_until, limit, ids)
+        sql = Postgres.CLAIM_DUE if workflows is None else Postgres.CLAIM_DUE_FILTERED
+        args = claim_due_args(owner, now, lease_until, limit, served_args(workflows, True))
         pool = await self._get_pool()
         rows = await pool.fetch(sql, *args)
         return [tuple(row) for row in rows]

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
 from ...core.kernel import COLUMN_LIMITS, WAIT_KEY_LIMIT
+from ...core.models import DEFAULT_WORKFLOW_VERSION
 
 #: The lengths of the columns that project a run state's fields, from the kernel, which refuses
 #: longer values on every store (Postgres would refuse them; SQLite would keep them).
@@ -70,6 +71,13 @@ runs = sa.Table(
     metadata,
     sa.Column("run_id", sa.String(_LENGTH["run_id"]), primary_key=True),
     sa.Column("workflow_id", sa.String(_LENGTH["workflow_id"]), nullable=False),
+    # The version of the workflow's code that drives the run (claims filter on it).
+    sa.Column(
+        "workflow_version",
+        sa.String(_LENGTH["workflow_version"]),
+        nullable=False,
+        server_default=DEFAULT_WORKFLOW_VERSION,
+    ),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("current_node", sa.String(_LENGTH["current_node"]), nullable=True),
     sa.Column("wait_reason", sa.String(16), nullable=True),
@@ -298,4 +306,19 @@ messages = sa.Table(
     # A run that starts waiting on a key: its oldest message there.
     sa.Index(None, "run_id", "key", "message_id"),
     sqlite_autoincrement=True,  # see events
+)
+
+#: The live workers: each scheduler upserts its row (what it serves) every few seconds, so an
+#: operator sees which workflow versions some worker drives, and which runs none can
+#: (``runs list --orphaned``). Rows of workers gone for long are deleted by the others.
+workers = sa.Table(
+    "abstractruntime_workers",
+    metadata,
+    sa.Column("owner", sa.String(128), primary_key=True),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("heartbeat_at", UTCDateTime(), nullable=False),
+    # Counted alive until then (a few heartbeats after the last one).
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    # [[workflow_id, version], ...]
+    sa.Column("serves", sa.JSON(), nullable=False),
 )

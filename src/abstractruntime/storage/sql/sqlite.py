@@ -48,6 +48,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection
 
 from ...core.crashpoints import crash_point
+from ...core.ports import Served
 from ...errors import (
     ConcurrentUpdateError,
     RunExistsError,
@@ -380,10 +381,13 @@ class SqliteBackend:
         now: datetime,
         lease_until: datetime,
         limit: int,
-        workflow_ids: Sequence[str] | None,
+        workflows: Served | None,
     ) -> list[HandleRow]:
-        sql = Sqlite.claim_due(None if workflow_ids is None else len(workflow_ids))
-        args = _bind(statements.claim_due_args(owner, now, lease_until, limit, workflow_ids or ()))
+        if workflows is not None and not workflows:
+            return []  # a worker that serves nothing claims nothing
+        sql = Sqlite.claim_due(None if workflows is None else len(workflows))
+        served = statements.served_args(workflows, False)
+        args = _bind(statements.claim_due_args(owner, now, lease_until, limit, served))
 
         def write(conn: sqlite3.Connection) -> list[HandleRow]:
             return [tuple(row) for row in conn.execute(sql, args).fetchall()]

@@ -42,6 +42,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ...core.artifacts import ArtifactMetadata
 from ...core.models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
+from ...core.ports import Served
 from ...core.schedules import Schedule
 from ...core.serde import canonical_json, encode
 from ...core.snapshot import Snapshot, fold
@@ -58,6 +59,7 @@ from .schema import (
     schedules,
     snapshot_tags,
     snapshots,
+    workers,
 )
 
 #: Channel of the NOTIFY sent when a run becomes due; idle Postgres workers LISTEN on it.
@@ -101,6 +103,7 @@ def run_values(state: RunState, state_json: str) -> dict[str, Any]:
     waiting = state.waiting
     return {
         "workflow_id": state.workflow_id,
+        "workflow_version": state.workflow_version,
         "status": state.status.value,
         "current_node": state.current_node,
         "wait_reason": waiting.reason.value if waiting else None,
@@ -249,19 +252,35 @@ def claim_run_args(
     return (owner, lease_until, lease_until, run_id, now)
 
 
+def _served(p: _Params, workflows: int | None) -> str:
+    """`` AND`` the run's workflow and version are among those a worker serves (``None``: no
+    filter): two parallel Postgres arrays, or ``workflows`` pairs of placeholders on SQLite."""
+    if workflows is None:
+        return ""
+    if p.postgres:
+        pairs = f"SELECT * FROM unnest({p()}::text[], {p()}::text[])"
+    else:
+        pairs = "VALUES " + ", ".join(f"({p()}, {p()})" for _ in range(workflows))
+    return f" AND (workflow_id, workflow_version) IN ({pairs})"
+
+
+def served_args(workflows: Served | None, postgres: bool) -> tuple[Any, ...]:
+    """The arguments of ``_served``: ``()``, two arrays on Postgres, the flat pairs on SQLite."""
+    if workflows is None:
+        return ()
+    if postgres:
+        return ([w for w, _ in workflows], [v for _, v in workflows])
+    return tuple(value for pair in workflows for value in pair)
+
+
 def _claim_due(p: _Params, workflows: int | None) -> str:
     """Claim up to a limit of due, unclaimed runs, oldest due first, by the ``due_at`` index
-    (that may be filtered by a list of workflow ids: a Postgres array, or ``workflows``
-    placeholders on SQLite). SKIP LOCKED: concurrent Postgres workers take disjoint batches
-    instead of queueing on row locks; SQLite has one writer."""
+    (that may be filtered by the workflow versions a worker serves, ``_served``). SKIP LOCKED:
+    concurrent Postgres workers take disjoint batches instead of queueing on row locks; SQLite
+    has one writer."""
     claim = _claim(p)
     due = f"due_at <= {p()} AND {_unleased(p)}"
-    if workflows is None:
-        only = ""
-    elif p.postgres:
-        only = f" AND workflow_id = ANY({p()}::text[])"
-    else:
-        only = f" AND workflow_id IN ({', '.join(p() for _ in range(workflows))})"
+    only = _served(p, workflows)
     lock = " FOR UPDATE SKIP LOCKED" if p.postgres else ""
     return (
         f"{claim}run_id IN (SELECT run_id FROM {_RUNS} WHERE {due}{only} ORDER BY due_at "
@@ -270,10 +289,10 @@ def _claim_due(p: _Params, workflows: int | None) -> str:
 
 
 def claim_due_args(
-    owner: str, now: datetime, lease_until: datetime, limit: int, workflows: Sequence[Any] = ()
+    owner: str, now: datetime, lease_until: datetime, limit: int, served: Sequence[Any] = ()
 ) -> tuple[Any, ...]:
-    """``workflows``: ``()``; ``(ids,)`` on Postgres (one array); the ids on SQLite."""
-    return (owner, lease_until, lease_until, now, now, *workflows, limit)
+    """``served``: ``served_args`` of the worker's workflow versions."""
+    return (owner, lease_until, lease_until, now, now, *served, limit)
 
 
 def _release(p: _Params) -> str:
@@ -417,7 +436,8 @@ class Postgres:
     CLAIM_RUN = _build("postgresql", _claim_run)
     #: Arguments: the run id.
     LEASE_OF = _build("postgresql", _lease_of)
-    #: Arguments: ``claim_due_args``; ``CLAIM_DUE_FILTERED`` takes the workflow ids as an array.
+    #: Arguments: ``claim_due_args``; ``CLAIM_DUE_FILTERED`` takes the served workflow
+    #: versions as two arrays (``served_args``).
     CLAIM_DUE = _build("postgresql", _claim_due, None)
     CLAIM_DUE_FILTERED = _build("postgresql", _claim_due, 1)
     #: Arguments: ``release_args``.
@@ -538,11 +558,14 @@ def ledger_scan_query(run_id: str | None = None, *, with_columns: bool = False) 
     return query if run_id is None else query.where(runs.c.run_id == run_id)
 
 
-def next_due_query(workflow_ids: Sequence[str] | None = None) -> sa.Select[Any]:
-    """The earliest ``due_at`` (the first entry of the index)."""
+def next_due_query(workflows: Served | None = None) -> sa.Select[Any]:
+    """The earliest ``due_at`` (the first entry of the index) of the runs of ``workflows``
+    (``(workflow_id, version)`` pairs; None: of every run)."""
     query = sa.select(sa.func.min(runs.c.due_at))
-    if workflow_ids is not None:
-        query = query.where(runs.c.workflow_id.in_(list(workflow_ids)))
+    if workflows is not None:
+        query = query.where(
+            sa.tuple_(runs.c.workflow_id, runs.c.workflow_version).in_(list(workflows))
+        )
     return query
 
 
@@ -557,6 +580,7 @@ def list_runs_query(
     due_by: datetime | None = None,
     deadline: bool | None = None,
     deadline_before: datetime | None = None,
+    workflow_version: str | None = None,
 ) -> sa.Select[Any]:
     """The states of the runs passing every given filter, most recently updated first; with
     ``due_by``, the runs waiting until a time at or before it, earliest first.
@@ -570,6 +594,8 @@ def list_runs_query(
         query = query.where(runs.c.status == RunStatus(status).value)
     if workflow_id is not None:
         query = query.where(runs.c.workflow_id == workflow_id)
+    if workflow_version is not None:
+        query = query.where(runs.c.workflow_version == workflow_version)
     if wait_reason is not None:
         query = query.where(runs.c.wait_reason == WaitReason(wait_reason).value)
     if wait_key is not None:
@@ -1095,4 +1121,48 @@ def sqlite_settings(busy_timeout_ms: int, *, durable: bool) -> tuple[str, ...]:
         sqlite_busy_timeout(busy_timeout_ms),
         f"PRAGMA synchronous={'FULL' if durable else 'OFF'}",
         "PRAGMA foreign_keys=ON",
+    )
+
+
+# -- workers (cold path) -----------------------------------------------------------------------
+
+
+def upsert_worker(
+    dialect: str, owner: str, serves: list[list[str]], now: datetime, expires_at: datetime
+) -> Any:
+    """Insert or refresh a worker's row (its start time stays that of the first insert)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(workers).values(
+        owner=owner, started_at=now, heartbeat_at=now, expires_at=expires_at, serves=serves
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[workers.c.owner],
+        set_={
+            "heartbeat_at": statement.excluded.heartbeat_at,
+            "expires_at": statement.excluded.expires_at,
+            "serves": statement.excluded.serves,
+        },
+    )
+
+
+def delete_gone_workers(before: datetime) -> sa.Delete:
+    return sa.delete(workers).where(workers.c.expires_at < before)
+
+
+def delete_worker(owner: str) -> sa.Delete:
+    return sa.delete(workers).where(workers.c.owner == owner)
+
+
+def workers_query() -> sa.Select[Any]:
+    return sa.select(workers).order_by(workers.c.owner)
+
+
+def version_counts_query() -> sa.Select[Any]:
+    """Unfinished runs by workflow, version and status."""
+    count = sa.func.count()
+    return (
+        sa.select(runs.c.workflow_id, runs.c.workflow_version, runs.c.status, count)
+        .where(runs.c.status.in_([s.value for s in (RunStatus.RUNNING, RunStatus.WAITING)]))
+        .group_by(runs.c.workflow_id, runs.c.workflow_version, runs.c.status)
+        .order_by(runs.c.workflow_id, runs.c.workflow_version, runs.c.status)
     )

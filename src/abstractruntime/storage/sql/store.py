@@ -33,7 +33,7 @@ from ...core import timeouts
 from ...core.kernel import due_at, unstorable
 from ...core.ledger import LedgerRow, chain_records
 from ...core.models import RunState, RunStatus, StepRecord, WaitReason
-from ...core.ports import LedgerHead, RunHandle
+from ...core.ports import LedgerHead, RunHandle, Served
 from ...core.serde import decode
 from ...errors import RunNotFoundError, SchemaOutOfDateError, StoreError
 from . import migrate, statements
@@ -47,6 +47,7 @@ from .snapshots import SqlSnapshotStore
 from .sqlite import SqliteBackend
 from .statements import HandleRow
 from .urls import mask_url, parse_url, pool_options
+from .workers import SqlWorkers
 
 logger = logging.getLogger("abstractruntime.storage")
 
@@ -76,9 +77,9 @@ def _handle(row: HandleRow | Any, owner: str | None = None) -> RunHandle:
     return RunHandle(RunState.from_dict(decode(state_json)), version, seq, head, state_json, owner)
 
 
-class SqlStore(SqlEvents):
+class SqlStore(SqlEvents, SqlWorkers):
     """Runs and ledgers in a SQL database, each step committed in one transaction; buffered
-    events and messages too (``events.SqlEvents``).
+    events and messages too (``events.SqlEvents``), and the live workers (``workers``).
 
     Args:
         url: ``sqlite+aiosqlite:///path.db`` or ``postgresql+asyncpg://user:pw@host/db``
@@ -287,11 +288,11 @@ class SqlStore(SqlEvents):
         now: datetime,
         lease_until: datetime,
         limit: int,
-        workflow_ids: Sequence[str] | None = None,
+        workflows: Served | None = None,
     ) -> list[RunHandle]:
         await self._ensure_ready()
         async with self._reaching("cannot claim runs in"):
-            rows = await self._backend.claim_due(owner, now, lease_until, limit, workflow_ids)
+            rows = await self._backend.claim_due(owner, now, lease_until, limit, workflows)
         return [_handle(row, owner) for row in rows]
 
     async def commit_step(
@@ -361,9 +362,9 @@ class SqlStore(SqlEvents):
             raise RunNotFoundError(run_id)
         return _handle(row)
 
-    async def next_due_at(self, workflow_ids: Sequence[str] | None = None) -> datetime | None:
+    async def next_due_at(self, workflows: Served | None = None) -> datetime | None:
         await self._ensure_ready()
-        query = statements.next_due_query(workflow_ids)
+        query = statements.next_due_query(workflows)
         async with self._reaching("cannot read"), self.engine.connect() as conn:
             value = await conn.scalar(query)
         return UTCDateTime().process_result_value(value, self.engine.dialect) if value else None
@@ -440,9 +441,10 @@ class SqlStore(SqlEvents):
         due_by: datetime | None = None,
         order: str = "updated",
         deadline_before: datetime | None = None,
+        workflow_version: str | None = None,
     ) -> list[RunState]:
         timeouts.check_order(order)
-        if unstorable(workflow_id, wait_key, parent_run_id):
+        if unstorable(workflow_id, wait_key, parent_run_id, workflow_version):
             return []
         await self._ensure_ready()
         by_deadline = due_by is None and (order == "deadline" or deadline_before is not None)
@@ -458,6 +460,7 @@ class SqlStore(SqlEvents):
                 due_by=due_by,
                 deadline=deadline,
                 deadline_before=deadline_before,
+                workflow_version=workflow_version,
             )
 
         async with self._reaching("cannot read"), self.engine.connect() as conn:
