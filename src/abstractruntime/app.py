@@ -57,6 +57,24 @@ class App:
         }
 
 
+def import_object(spec: str, what: str, example: str) -> Any:
+    """The object ``module:attr`` names (the current directory is importable);
+    ``AppLoadError`` naming ``what`` it was meant to be when it cannot be found."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise AppLoadError(f"{what} {spec!r}: expected MODULE:ATTR, e.g. {example}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise AppLoadError(f"{what} {spec!r}: cannot import {module_name!r}: {exc}") from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise AppLoadError(f"{what} {spec!r}: module {module_name!r} has no {attr!r}") from None
+
+
 async def load_app(spec: str) -> App:
     """Import ``module:attr`` and make an :class:`App` of it.
 
@@ -68,19 +86,7 @@ async def load_app(spec: str) -> App:
         AppLoadError: the spec is malformed, the module does not import, it has no ``attr``, or
             ``attr`` is none of the forms above.
     """
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise AppLoadError(f"app {spec!r}: expected MODULE:ATTR, e.g. myapp.flows:registry")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise AppLoadError(f"app {spec!r}: cannot import {module_name!r}: {exc}") from exc
-    try:
-        target = getattr(module, attr)
-    except AttributeError:
-        raise AppLoadError(f"app {spec!r}: module {module_name!r} has no {attr!r}") from None
+    target = import_object(spec, "app", "myapp.flows:registry")
     if callable(target) and not isinstance(target, (WorkflowRegistry, WorkflowSpec)):
         target = target()
         if inspect.isawaitable(target):

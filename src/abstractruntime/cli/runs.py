@@ -8,10 +8,12 @@ from datetime import timedelta
 from typing import Any
 
 from ..app import load_app
+from ..core import workers
 from ..core.models import RunState, RunStatus
 from ..core.runtime import Runtime
 from ..core.serde import utc_now
 from ..storage.sql import SqlStore
+from . import migrate
 from .base import (
     APP_HELP,
     EXIT_OK,
@@ -24,27 +26,58 @@ from .base import (
 )
 from .output import Progress, describe_state, emit, fields, table, to_json, when
 
-_HEADERS = ("RUN_ID", "WORKFLOW", "STATUS", "NODE", "WAITING_ON", "UPDATED")
+_HEADERS = ("RUN_ID", "WORKFLOW", "VERSION", "STATUS", "NODE", "WAITING_ON", "UPDATED")
 
 
 async def list_runs(args: argparse.Namespace, store: SqlStore) -> int:
     with Progress() as progress:
         progress.update("reading runs…", force=True)
-        within = args.overdue_within
-        status = RunStatus(args.status) if args.status else None
-        states = await store.list_runs(
-            # A deadline is a wait's: --overdue-within lists waiting runs unless told otherwise.
-            status=RunStatus.WAITING if within is not None and status is None else status,
-            workflow_id=args.workflow,
-            limit=args.limit,
-            deadline_before=None if within is None else utc_now() + timedelta(seconds=within),
-        )
+        if args.orphaned:
+            states = await _orphaned_runs(args, store)
+        else:
+            within = args.overdue_within
+            status = RunStatus(args.status) if args.status else None
+            states = await store.list_runs(
+                # A deadline is a wait's: --overdue-within lists waiting runs unless told so.
+                status=RunStatus.WAITING if within is not None and status is None else status,
+                workflow_id=args.workflow,
+                workflow_version=args.version,
+                limit=args.limit,
+                deadline_before=None if within is None else utc_now() + timedelta(seconds=within),
+            )
     emit(
         args,
         [state.to_dict() for state in states],
         table(_HEADERS, (_row(s) for s in states)) if states else "(no runs)",
     )
     return EXIT_OK
+
+
+async def _orphaned_runs(args: argparse.Namespace, store: SqlStore) -> list[RunState]:
+    """The unfinished runs whose workflow version no live worker serves, most recently
+    updated first."""
+    if args.overdue_within is not None:
+        raise CliError("--orphaned and --overdue-within cannot be combined")
+    wanted = RunStatus(args.status) if args.status else None
+    if wanted is not None and wanted not in workers.UNFINISHED:
+        raise CliError(f"--orphaned lists unfinished runs; --status {wanted.value} has none")
+    counts = workers.orphaned(await store.version_counts(), await store.list_workers(), utc_now())
+    states: list[RunState] = []
+    for count in counts:
+        if (
+            (args.workflow is not None and count.workflow_id != args.workflow)
+            or (args.version is not None and count.version != args.version)
+            or (wanted is not None and count.status != wanted.value)
+        ):
+            continue
+        states += await store.list_runs(
+            status=RunStatus(count.status),
+            workflow_id=count.workflow_id,
+            workflow_version=count.version,
+            limit=args.limit,
+        )
+    states.sort(key=lambda state: state.updated_at, reverse=True)
+    return states[: args.limit]
 
 
 def _row(state: RunState) -> list[Any]:
@@ -60,6 +93,7 @@ def _row(state: RunState) -> list[Any]:
     return [
         state.run_id,
         state.workflow_id,
+        state.workflow_version,
         state.status.value,
         state.current_node,
         on,
@@ -80,6 +114,7 @@ def _show_text(state: RunState, count: int, head: str | None) -> str:
     pairs: list[tuple[str, Any]] = [
         ("run_id", state.run_id),
         ("workflow", state.workflow_id),
+        ("version", state.workflow_version),
         ("status", state.status.value),
         ("node", state.current_node),
         ("created", state.created_at),
@@ -158,7 +193,13 @@ async def respond(args: argparse.Namespace, store: SqlStore) -> int:
     return EXIT_OK
 
 
-ACTIONS = {"list": list_runs, "show": show, "cancel": cancel, "respond": respond}
+ACTIONS = {
+    "list": list_runs,
+    "show": show,
+    "cancel": cancel,
+    "respond": respond,
+    "migrate": migrate.migrate,
+}
 
 
 def configure_parser(subparsers: Subparsers, common: Parser) -> None:
@@ -168,6 +209,12 @@ def configure_parser(subparsers: Subparsers, common: Parser) -> None:
     listing = actions.add_parser("list", help="runs, most recently updated first", parents=[common])
     listing.add_argument("--status", choices=[s.value for s in RunStatus])
     listing.add_argument("--workflow", metavar="WORKFLOW_ID")
+    listing.add_argument("--version", metavar="VERSION", help="only runs on this workflow version")
+    listing.add_argument(
+        "--orphaned",
+        action="store_true",
+        help="only unfinished runs whose workflow version no live worker serves",
+    )
     listing.add_argument("--limit", type=positive_int, default=50, metavar="N")
     listing.add_argument(
         "--overdue-within",
@@ -190,3 +237,4 @@ def configure_parser(subparsers: Subparsers, common: Parser) -> None:
     answered.add_argument("run_id", metavar="RUN_ID")
     answered.add_argument("--payload", required=True, metavar="JSON", help="a JSON object")
     answered.add_argument("--app", required=True, metavar="MODULE:ATTR", help=APP_HELP)
+    migrate.configure_parser(actions, common)

@@ -20,6 +20,7 @@ from .base import (
     positive_float,
     positive_int,
 )
+from .migrate import describe_versions
 
 
 async def run_worker(args: argparse.Namespace, store: SqlStore) -> int:
@@ -47,7 +48,7 @@ async def run_worker(args: argparse.Namespace, store: SqlStore) -> int:
         "worker %s on %s: workflows %s, poll %.2fs, lease %.0fs, up to %d runs at once",
         sr.runtime.config.owner,
         mask_url(args.database_url),
-        ", ".join(registry.ids()),
+        describe_versions(registry),
         args.poll_interval,
         args.lease,
         args.max_concurrency,

@@ -187,7 +187,7 @@ async def _migrate_one(
         from_node = state.current_node
         transition = machine.migrate(state, target.version, node_map, new_vars, rt.config.clock())
         try:
-            await rt._commit_claimed(handle, transition)
+            handle = await rt._commit_claimed(handle, transition)
         except ConcurrentUpdateError:
             return skip("it changed meanwhile (another commit won); run the migration again")
         report.moved.append(
