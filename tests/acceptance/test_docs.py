@@ -88,3 +88,32 @@ def test_the_timeouts_example_runs(tmp_path: Path) -> None:
         r"\{'escalated': \{'timed_out': True, 'wait_key': 'user:\w+:ask', 'waited_s': 0\.5\d*\}\}",
         out[3],
     ), out
+
+
+def section(page: str, title: str) -> str:
+    """The text of one ``## title`` section of a page."""
+    text = (DOCS / page).read_text()
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : None if end < 0 else end]
+
+
+def test_the_deploy_session_of_operations_runs(tmp_path: Path) -> None:
+    code = [c for lang, c in BLOCK.findall(section("operations.md", "Deploys")) if lang == "bash"]
+    env = {**_env(), "PYTHONPATH": str(tmp_path)}
+    result = subprocess.run(
+        ["bash", "-c", "set -euo pipefail\n" + "\n".join(code)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "moved 0 runs, skipped 2" in out and "exit status 1" in out
+    assert "would move 2 runs, skipped 0" in out and "1 -> 2: moved 2 runs, skipped 0" in out
+    listings = [line for line in out.splitlines() if "  approval  " in line]
+    assert len(listings) == 6  # two runs, listed on version 1, as orphaned, then on 2
+    assert sum("  approval  2  " in line for line in listings) == 2

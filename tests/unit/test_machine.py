@@ -258,3 +258,33 @@ def test_a_fork_is_a_child_and_its_default_wait_keys_name_it() -> None:
     kept = machine.fork(Snapshot.from_run(run=own, name="s"), LATER, run_id="r3")
     assert kept.state.waiting is not None
     assert kept.state.waiting.wait_key == "user:r1-not-a-prefix"
+
+
+def test_migrate_renames_the_nodes_of_the_run_and_its_wait_and_notes_it() -> None:
+    state = waiting(
+        WaitState(
+            reason=WaitReason.USER,
+            wait_key="user:r1:a",
+            resume_to_node="b",
+            timeout_at=LATER,
+            timeout_node="c",
+        )
+    )
+    state.current_node = "a"
+    moved = machine.migrate(state, "2", {"a": "A", "c": "C"}, {"x": 2}, LATER)
+    new = moved.state
+    assert (new.workflow_version, new.current_node, new.vars) == ("2", "A", {"x": 2})
+    assert new.waiting is not None
+    assert (new.waiting.resume_to_node, new.waiting.timeout_node) == ("b", "C")  # b unmapped
+    assert new.waiting.wait_key == "user:r1:a"  # an answer to the old key still reaches it
+    assert new.status is RunStatus.WAITING and new.updated_at == LATER
+    assert moved.record.status is StepStatus.COMPLETED and moved.record.node_id == "A"
+    assert moved.record.result == {
+        "migrated": {
+            "from_version": "1",
+            "to_version": "2",
+            "from_node": "a",
+            "to_node": "A",
+            "vars_changed": True,
+        }
+    }
