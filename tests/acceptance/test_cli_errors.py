@@ -33,6 +33,8 @@ def _one_line(result: subprocess.CompletedProcess[str], expected: str) -> None:
     [
         (["--database-url", "postgresql://a:hunter2@h:abc/db", "runs", "list"], "not a database"),
         (["--database-url", "sqlite:////proc/no/such/dir/x.db", "runs", "list"], "cannot open"),
+        (["--database-url", "", "runs", "list"], "the database URL is empty"),
+        (["--database-url", "  ", "ledger", "verify", "--all"], "the database URL is empty"),
         (["db", "downgrade", "nope"], "Can't locate revision identified by 'nope'"),
         (["snapshot", "show", "nope"], "unknown snapshot 'nope'"),
         (["snapshot", "delete", "nope"], "unknown snapshot 'nope'"),
@@ -89,8 +91,8 @@ def test_mistakes_about_an_existing_run(sqlite_url: str, tmp_path: Path) -> None
     )
     _one_line(
         mistake("runs", "respond", run_id, "--app", "other_app:flows", "--payload", "{}"),
-        "belongs to workflow 'demo.expense_approval', which --app other_app:flows does not "
-        "have (it has: other)",
+        "belongs to workflow 'demo.expense_approval' version '1', which --app other_app:flows "
+        "does not have (it has: other (1))",
     )
     answer = ("runs", "respond", run_id, "--app", APP, "--payload", '{"answer": "yes"}')
     assert mistake(*answer).returncode == 0

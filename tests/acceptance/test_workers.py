@@ -141,3 +141,44 @@ def test_worker_with_a_bad_app_is_one_clear_line(tmp_path: Path) -> None:
         )
         assert result.returncode == 2
         assert message in result.stderr and "Traceback" not in result.stderr
+
+
+async def test_a_verbose_sqlite_worker_logs_no_driver_noise(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """``-v`` turns on abstractruntime's DEBUG lines, not aiosqlite's (one per call)."""
+    log = tmp_path / "worker.log"
+    async with SqlStore(sqlite_url) as store:
+        await store.check()
+        with log.open("wb") as out:
+            worker = subprocess.Popen(
+                [
+                    EXE,
+                    "--database-url",
+                    sqlite_url,
+                    "worker",
+                    "--app",
+                    APP,
+                    "-v",
+                    "--poll-interval",
+                    "0.05",
+                ],
+                cwd=ROOT,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            rt = Runtime(store=store)
+            run_id = await rt.start(workflow=TEN_STEPS)
+            await wait_until_completed(store, 1, timeout=60)
+            await check_every_run(store, [run_id])
+            worker.send_signal(signal.SIGINT)
+            assert worker.wait(30) == 0, log.read_text()
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    text = log.read_text()
+    assert "ten_steps (1)" in text and "stopped:" in text
+    assert " aiosqlite:" not in text, text  # the logger name, not the URL

@@ -178,11 +178,10 @@ async def respond(args: argparse.Namespace, store: SqlStore) -> int:
             raise CliError(f"run {args.run_id} is {state.status.value}, not waiting")
         workflow = registry.for_run(state)
         if workflow is None:
-            served = ", ".join(f"{w} v{v}" for w, v in registry.served()) or "none"
             raise CliError(
                 f"run {args.run_id} belongs to workflow {state.workflow_id!r} version "
                 f"{state.workflow_version!r}, which --app {args.app} does not have (it has: "
-                f"{served})"
+                f"{migrate.describe_versions(registry)})"
             )
         state = await rt.resume(
             workflow=workflow, run_id=args.run_id, wait_key=state.waiting.wait_key, payload=payload

@@ -62,6 +62,12 @@ def build_parser() -> Parser:
 
 
 async def _main(args: argparse.Namespace) -> int:
+    if not args.database_url.strip():
+        raise CliError(
+            f"the database URL is empty (from --database-url or ${URL_ENV}): give one, e.g. "
+            f"{DEFAULT_DATABASE_URL} or postgresql://user@host/db, or leave both unset for the "
+            "embedded SQLite file"
+        )
     try:
         store = SqlStore(args.database_url)
     except OSError as exc:  # the directory of a SQLite file cannot be made
@@ -106,5 +112,6 @@ def _masked(text: str, url: str) -> str:
     with contextlib.suppress(ValueError):
         spellings.append(normalize_url(url))
     for spelling in spellings:
-        text = text.replace(spelling, mask_url(spelling))
+        if spelling.strip():  # replacing "" would insert the mask between every character
+            text = text.replace(spelling, mask_url(spelling))
     return text

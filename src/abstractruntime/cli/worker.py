@@ -27,9 +27,10 @@ async def run_worker(args: argparse.Namespace, store: SqlStore) -> int:
     app = await load_app(args.app)
     registry = app.workflows
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.verbose:  # ours only: the drivers' DEBUG lines (aiosqlite: each call) are noise
+        logging.getLogger("abstractruntime").setLevel(logging.DEBUG)
     log = logging.getLogger("abstractruntime.worker")
     await store.check()  # fail fast on an unreachable or outdated database
     sr = await create_scheduled_runtime(
