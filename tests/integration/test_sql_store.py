@@ -86,6 +86,24 @@ async def test_postgres_behind_head_is_refused_with_the_upgrade_command(
         await store.close()
 
 
+@pytest.mark.postgres
+async def test_a_scheduled_runtime_on_an_unmigrated_postgres_is_refused_at_creation(
+    pg_empty_url: str,
+) -> None:
+    """Not a worker that starts, then logs the same error with backoff while all else fails."""
+    with pytest.raises(SchemaOutOfDateError, match="db upgrade"):
+        await create_scheduled_runtime(database_url=pg_empty_url, workflows=[APPROVAL])
+    store = SqlStore(pg_empty_url)
+    try:
+        with pytest.raises(SchemaOutOfDateError, match="db upgrade"):
+            await create_scheduled_runtime(store=store, workflows=[APPROVAL])
+        await store.upgrade()  # the store given is still the caller's, open
+        async with await create_scheduled_runtime(store=store, workflows=[APPROVAL]) as sr:
+            assert sr.scheduler.is_running
+    finally:
+        await store.close()
+
+
 async def test_database_ahead_of_this_version_is_refused(db_url: str) -> None:
     store = SqlStore(db_url)
     try:

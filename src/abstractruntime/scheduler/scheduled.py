@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any
@@ -17,8 +18,12 @@ from ..core.spec import WorkflowSpec
 from ..errors import (
     InvalidArgumentError,
     RunNotWaitingError,
+    SchemaOutOfDateError,
+    StoreError,
 )
 from .scheduler import Scheduler, SchedulerStats, Wait
+
+logger = logging.getLogger(__name__)
 
 
 class ScheduledRuntime:
@@ -308,6 +313,11 @@ async def create_scheduled_runtime(
     stores (e.g. ``JsonFileRunStore(d)`` and ``JsonlLedgerStore(d)``), driven as
     ``Runtime(run_store=..., ledger_store=...)`` drives them; ``stop()`` closes the store made
     for them.
+
+    A SQL store's schema is checked first: ``SchemaOutOfDateError`` for a database that needs
+    ``abstractruntime db upgrade`` (a SQLite file this store creates is migrated by itself),
+    before anything starts. A database that cannot be reached yet is logged, and the
+    scheduler retries it with backoff (it may be restarting with the deploy).
     """
     from ..storage.sql import SqlStore
 
@@ -319,6 +329,15 @@ async def create_scheduled_runtime(
     owns_store = database_url is not None
     if database_url is not None:
         store = SqlStore(database_url)
+    if isinstance(store, SqlStore):
+        try:
+            await store.check()  # refuse now rather than fail every poll cycle
+        except SchemaOutOfDateError:
+            if owns_store:
+                await store.close()
+            raise
+        except StoreError as exc:
+            logger.warning("%s; the scheduler will retry", exc)
     if config is None:
         config = RuntimeConfig(lease_s=lease_s)
     runtime = Runtime(
