@@ -1,5 +1,6 @@
-"""``abstractruntime db upgrade | current | downgrade REV | import-files DIR``: schema
-migrations, and copying a file-store directory (the original 0.2's layout) into the database."""
+"""``abstractruntime db upgrade | current | downgrade REV | import-files DIR | backup PATH``:
+schema migrations, copying a file-store directory (the original 0.2's layout) into the
+database, and online backups of a SQLite file."""
 
 from __future__ import annotations
 
@@ -58,7 +59,18 @@ async def import_files(args: argparse.Namespace, store: SqlStore) -> int:
     return EXIT_OK if report.ok else EXIT_BROKEN
 
 
+async def backup(args: argparse.Namespace, store: SqlStore) -> int:
+    result = await store.backup(args.path, overwrite=args.force)
+    text = (
+        f"backed up {result.runs} runs and {result.ledger_records} ledger records to "
+        f"{result.path} ({result.bytes} bytes)"
+    )
+    emit(args, result.to_dict(), text)
+    return EXIT_OK
+
+
 ACTIONS = {
+    "backup": backup,
     "upgrade": upgrade,
     "current": current,
     "downgrade": downgrade,
@@ -82,3 +94,11 @@ def configure_parser(subparsers: Subparsers, common: Parser) -> None:
         parents=[common],
     )
     files.add_argument("directory", metavar="DIR")
+    saved = actions.add_parser(
+        "backup",
+        help="copy a SQLite database to PATH while workers write (one consistent snapshot); "
+        "on Postgres use pg_dump (docs/reliability.md#backups)",
+        parents=[common],
+    )
+    saved.add_argument("path", metavar="PATH")
+    saved.add_argument("--force", action="store_true", help="replace PATH if it exists")

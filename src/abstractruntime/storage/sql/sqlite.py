@@ -329,6 +329,8 @@ class SqliteBackend:
             url = url.set(database=str(Path(self._private) / "memory.db"))
             durable = False
         path = Path(str(url.database)).expanduser()
+        #: The database file (``SqlStore.backup`` copies it); None for an in-memory URL.
+        self.path: Path | None = None if self._private else path
         writer_path = str(path)
         if _on_read_only_media(path):
             # WAL needs its -shm file beside the database, which cannot be made there; SQLite

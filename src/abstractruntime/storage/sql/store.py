@@ -20,6 +20,7 @@ import logging
 import sqlite3
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -35,10 +36,11 @@ from ...core.ledger import LedgerRow, chain_records
 from ...core.models import RunState, RunStatus, StepRecord, WaitReason
 from ...core.ports import LedgerHead, RunHandle, Served
 from ...core.serde import decode
-from ...errors import RunNotFoundError, SchemaOutOfDateError, StoreError
+from ...errors import InvalidArgumentError, RunNotFoundError, SchemaOutOfDateError, StoreError
 from . import migrate, statements
 from .artifacts import SqlArtifactStore
 from .backend import SqlBackend
+from .backup import BackupResult, backup_sqlite
 from .events import SqlEvents
 from .postgres import PostgresBackend
 from .schedules import SqlScheduleStore
@@ -184,6 +186,24 @@ class SqlStore(SqlEvents, SqlWorkers):
             await self._lock_migrations(conn)
             await conn.run_sync(migrate.downgrade, revision)
         self._ready = False
+
+    async def backup(self, path: str | Path, *, overwrite: bool = False) -> BackupResult:
+        """Copy this SQLite database to the file ``path`` while workers go on writing: one
+        consistent snapshot, checked, fsynced and renamed into place (``backup.py``).
+
+        ``InvalidArgumentError`` on Postgres (use ``pg_dump``: docs/reliability.md#backups),
+        for an in-memory database, or a ``path`` that exists (unless ``overwrite``).
+        """
+        if self.dialect != "sqlite":
+            raise InvalidArgumentError(
+                "backup() copies SQLite files; back up Postgres with pg_dump (see "
+                "docs/reliability.md#backups)"
+            )
+        source = getattr(self._backend, "path", None)
+        if source is None:
+            raise InvalidArgumentError("an in-memory database has no file to back up")
+        await self._ensure_ready()
+        return await backup_sqlite(source, Path(path), overwrite=overwrite)
 
     async def current_revision(self) -> str | None:
         """The alembic revision the database is at (None: no abstractruntime tables)."""
