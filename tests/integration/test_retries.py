@@ -24,6 +24,7 @@ from abstractruntime import (
     RunStatus,
     Runtime,
     RuntimeConfig,
+    Scheduler,
     WaitReason,
     compute_idempotency_key,
     create_scheduled_runtime,
@@ -315,3 +316,31 @@ async def test_a_retry_pending_when_the_process_is_killed_runs_after_restart(
         ("completed", 1),
     ]
     assert verify_ledger_chain(ledger)["ok"]
+
+
+async def test_the_scheduler_counts_outcomes_as_committed(store: Any) -> None:
+    """A run whose first attempt failed and whose retry completed counts as completed, not
+    failed (the worker's closing line reads these counters)."""
+    clock = FakeClock()
+    wf = llm_agent_step()
+    recovered, exhausted = Flaky(1), Flaky(99)
+    outcomes = {}
+    for name, handler in (("recovered", recovered), ("exhausted", exhausted)):
+        rt = runtime(store, handler, RetryPolicy(llm_max_attempts=2, backoff_base=1), clock)
+        rt.workflow_registry.register(wf)
+        scheduler = Scheduler(rt)
+        run_id = await rt.start(workflow=wf)
+        assert await scheduler.poll_once() == 1  # the first attempt fails: a retry wait
+        clock.advance(5)
+        assert await scheduler.poll_once() == 1  # the second ends the run
+        outcomes[name] = (
+            (await rt.get_state(run_id)).status,
+            scheduler.stats.ended_completed,
+            scheduler.stats.ended_failed,
+            scheduler.stats.runs_failed,
+            scheduler.stats.runs_resumed,
+        )
+    assert outcomes == {
+        "recovered": (RunStatus.COMPLETED, 1, 0, 0, 2),
+        "exhausted": (RunStatus.FAILED, 0, 1, 0, 2),
+    }

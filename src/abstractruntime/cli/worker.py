@@ -59,7 +59,10 @@ async def run_worker(args: argparse.Namespace, store: SqlStore) -> int:
     await sr.stop(grace_s=args.grace)
     stats = sr.stats
     log.info(
-        "stopped: %d runs driven, %d failed, %d poll cycles",
+        "stopped: %d runs completed, %d failed (as committed); %d drives, %d driving errors "
+        "(retried), %d poll cycles",
+        stats.ended_completed,
+        stats.ended_failed,
         stats.runs_resumed,
         stats.runs_failed,
         stats.poll_cycles,

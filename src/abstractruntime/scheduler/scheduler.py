@@ -44,10 +44,16 @@ async def _wait_on_the_loop(event: asyncio.Event, timeout: float) -> None:
 class SchedulerStats:
     """Counters of a scheduler since it started."""
 
-    #: Runs the scheduler claimed and drove (due timers, new runs, orphans, woken parents).
+    #: Runs the scheduler claimed and drove (due timers, new runs, orphans, woken parents):
+    #: a run that waits twice is driven, and counted, three times.
     runs_resumed: int = 0
-    #: Runs that ended ``failed`` while the scheduler drove them, or whose driving crashed.
+    #: Drives that raised (the database failed, a bug), as the original counted them: the run
+    #: is left to be claimed again, and may well complete then.
     runs_failed: int = 0
+    #: Outcomes, as committed: drives that left their run ``completed`` / ``failed`` (a failed
+    #: attempt that is retried is neither; the worker's closing line reports these).
+    ended_completed: int = 0
+    ended_failed: int = 0
     #: Poll cycles run (each is one ``claim_due`` query).
     poll_cycles: int = 0
     #: When the last poll cycle ran (None before the first).
@@ -305,7 +311,9 @@ class Scheduler:
             handle = await self.runtime.drive_claimed(handle)
             self.stats.runs_resumed += 1
             if handle.state.status is RunStatus.FAILED:
-                self.stats.runs_failed += 1
+                self.stats.ended_failed += 1
+            elif handle.state.status is RunStatus.COMPLETED:
+                self.stats.ended_completed += 1
             self._callback(self.on_run_resumed, handle.state)
         except (ConcurrentUpdateError, RunLeasedError) as exc:
             self.stats.conflicts += 1
