@@ -52,6 +52,7 @@ from .errors import (
     ArtifactNotFoundError,
     ConcurrentUpdateError,
     InvalidArgumentError,
+    InvalidTypeError,
     InvalidWorkflowError,
     RunExistsError,
     RunFinishedError,
@@ -64,6 +65,7 @@ from .errors import (
     SnapshotNotFoundError,
     StoreError,
     WaitKeyMismatchError,
+    WorkflowNotFoundError,
     WorkflowVersionNotFoundError,
 )
 from .scheduler import ScheduledRuntime, Scheduler, SchedulerStats, create_scheduled_runtime
@@ -91,6 +93,7 @@ __all__ = [
     "InMemoryRunStore",
     "InMemorySnapshotStore",
     "InvalidArgumentError",
+    "InvalidTypeError",
     "InvalidWorkflowError",
     "JsonFileRunStore",
     "JsonSnapshotStore",
@@ -123,6 +126,7 @@ __all__ = [
     "WaitKeyMismatchError",
     "WaitReason",
     "WaitState",
+    "WorkflowNotFoundError",
     "WorkflowRegistry",
     "WorkflowSpec",
     "WorkflowVersionNotFoundError",

@@ -4,10 +4,11 @@
     ├── RunNotFoundError (KeyError)       no run has that id
     ├── SnapshotNotFoundError (KeyError)  no snapshot has that id
     ├── ArtifactNotFoundError (KeyError)  no artifact has that id (content hash)
-    ├── WorkflowVersionNotFoundError      a registered workflow without the version asked for
-    │   (KeyError)
+    ├── WorkflowNotFoundError (KeyError)  no workflow of that id is registered
+    │   └── WorkflowVersionNotFoundError  it is, but not at the version asked for
     ├── RunExistsError (ValueError)       start() with a run id that is taken
     ├── InvalidArgumentError (ValueError) a caller's argument is wrong (checked before any I/O)
+    │   ├── InvalidTypeError (TypeError)  ... of the wrong type (a TypeError too, as before)
     │   └── AppLoadError                  an app spec (``module:attr``) that names no workflows
     ├── WaitKeyMismatchError (ValueError) resume() named a wait key the run is not waiting on
     ├── RunNotWaitingError (ValueError)   resume() on a run that is not waiting
@@ -65,7 +66,14 @@ class ArtifactNotFoundError(AbstractRuntimeError, KeyError):
         return f"unknown artifact {self.artifact_id!r}"
 
 
-class WorkflowVersionNotFoundError(AbstractRuntimeError, KeyError):
+class WorkflowNotFoundError(AbstractRuntimeError, KeyError):
+    """No workflow with this id is registered (the message names those that are)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown workflow"
+
+
+class WorkflowVersionNotFoundError(WorkflowNotFoundError):
     """The workflow is registered, but not at this version."""
 
     def __init__(self, workflow_id: str, version: str | None, registered: list[str]) -> None:
@@ -94,6 +102,10 @@ class RunExistsError(AbstractRuntimeError, ValueError):
 
 class InvalidArgumentError(AbstractRuntimeError, ValueError):
     """An argument of a call is wrong (a type, a range, a malformed value); nothing was done."""
+
+
+class InvalidTypeError(InvalidArgumentError, TypeError):
+    """An argument of the wrong type (a ``TypeError`` too, as the same mistake raised before)."""
 
 
 class AppLoadError(InvalidArgumentError):

@@ -70,11 +70,11 @@ async def backup(args: argparse.Namespace, store: SqlStore) -> int:
 
 
 ACTIONS = {
-    "backup": backup,
     "upgrade": upgrade,
     "current": current,
     "downgrade": downgrade,
     "import-files": import_files,
+    "backup": backup,
 }
 
 

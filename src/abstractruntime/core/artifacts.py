@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, InvalidTypeError
 from .kernel import COLUMN_LIMITS
 from .serde import to_utc, utc_now
 
@@ -153,7 +153,7 @@ class SupportsLoadArtifact(Protocol):
 def check_content(content: Any) -> bytes:
     """``content`` as ``bytes``; ``TypeError`` for anything but bytes-like values."""
     if not isinstance(content, (bytes, bytearray, memoryview)):
-        raise TypeError(f"artifact content must be bytes, got {type(content).__name__}")
+        raise InvalidTypeError(f"artifact content must be bytes, got {type(content).__name__}")
     return bytes(content)
 
 

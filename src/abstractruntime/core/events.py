@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import (
     ConcurrentUpdateError,
     InvalidArgumentError,
+    InvalidTypeError,
     RunFinishedError,
     RunLeasedError,
     RunNotFoundError,
@@ -96,7 +97,9 @@ def _check(key: object, payload: object, max_bytes: int | None) -> str:
             f"without NUL, got {key!r:.80}"
         )
     if not isinstance(payload, Mapping):  # a TypeError, as for resume's payload
-        raise TypeError(f"an event or message payload must be a dict, got {type(payload).__name__}")
+        raise InvalidTypeError(
+            f"an event or message payload must be a dict, got {type(payload).__name__}"
+        )
     machine.check_payload(dict(payload), "event payload", max_bytes)
     return encode(dict(payload), root="payload")
 

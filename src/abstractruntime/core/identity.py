@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import InvalidArgumentError, InvalidTypeError
 from .serde import encode
 
 #: What an actor may be; free text is accepted too, these are the customary values.
@@ -31,11 +32,11 @@ class ActorFingerprint:
 
     def __post_init__(self) -> None:
         if not isinstance(self.actor_id, str) or not self.actor_id:
-            raise ValueError("an ActorFingerprint needs a non-empty actor_id")
+            raise InvalidArgumentError("an ActorFingerprint needs a non-empty actor_id")
         if not isinstance(self.kind, str) or not self.kind:
-            raise ValueError("an ActorFingerprint needs a non-empty kind (e.g. 'agent')")
+            raise InvalidArgumentError("an ActorFingerprint needs a non-empty kind (e.g. 'agent')")
         if self.metadata is not None and not isinstance(self.metadata, Mapping):
-            raise TypeError("ActorFingerprint.metadata must be a dict")
+            raise InvalidTypeError("ActorFingerprint.metadata must be a dict")
         object.__setattr__(self, "metadata", dict(self.metadata or {}))
 
     @classmethod

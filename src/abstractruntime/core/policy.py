@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
+from ..errors import InvalidArgumentError
 from .models import Effect, EffectType, RunState
 from .serde import canonical_json
 
@@ -88,9 +89,11 @@ class DefaultEffectPolicy:
         }
         for name, value in [("default_max_attempts", default_max_attempts), *by_type.items()]:
             if value < 1:
-                raise ValueError(f"max attempts for {name} must be at least 1, got {value}")
+                raise InvalidArgumentError(
+                    f"max attempts for {name} must be at least 1, got {value}"
+                )
         if default_backoff_base < 0 or default_backoff_max < 0:
-            raise ValueError("backoff seconds cannot be negative")
+            raise InvalidArgumentError("backoff seconds cannot be negative")
         self.default_max_attempts = default_max_attempts
         self.default_backoff_base = default_backoff_base
         self.default_backoff_max = default_backoff_max

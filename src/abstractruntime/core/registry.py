@@ -5,7 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
-from ..errors import WorkflowVersionNotFoundError
+from ..errors import (
+    InvalidArgumentError,
+    InvalidTypeError,
+    WorkflowNotFoundError,
+    WorkflowVersionNotFoundError,
+)
 from .models import RunState
 from .spec import WorkflowSpec
 
@@ -42,10 +47,10 @@ class WorkflowRegistry:
         registered workflow is added next to it.
         """
         if not isinstance(workflow, WorkflowSpec):
-            raise TypeError(f"expected a WorkflowSpec, got {type(workflow).__name__}")
+            raise InvalidTypeError(f"expected a WorkflowSpec, got {type(workflow).__name__}")
         versions = self._workflows.get(workflow.workflow_id, {})
         if workflow.version in versions:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"workflow {workflow.workflow_id!r} version {workflow.version!r} is already "
                 "registered; unregister() it first to replace it"
             )
@@ -61,7 +66,7 @@ class WorkflowRegistry:
         versions = self._workflows.get(workflow_id)
         if versions is None or (version is not None and version not in versions):
             what = repr(workflow_id) if version is None else f"{workflow_id!r} version {version!r}"
-            raise KeyError(f"workflow {what} is not registered")
+            raise WorkflowNotFoundError(f"workflow {what} is not registered")
         if version is None or len(versions) == 1:
             del self._workflows[workflow_id]
         else:
@@ -85,7 +90,9 @@ class WorkflowRegistry:
         if workflow_id in self._workflows:
             raise WorkflowVersionNotFoundError(workflow_id, version, self.versions(workflow_id))
         known = ", ".join(sorted(self._workflows)) or "none"
-        raise KeyError(f"workflow {workflow_id!r} is not registered (registered: {known})")
+        raise WorkflowNotFoundError(
+            f"workflow {workflow_id!r} is not registered (registered: {known})"
+        )
 
     def for_run(self, state: RunState) -> WorkflowSpec | None:
         """The spec that drives ``state``: its workflow at the version it started on."""

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from ..errors import SerializationError
+from ..errors import InvalidArgumentError, InvalidTypeError, SerializationError
 
 _ENCODER = json.JSONEncoder(
     ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":")
@@ -239,9 +239,11 @@ def to_utc(value: datetime | str) -> datetime:
         try:
             value = datetime.fromisoformat(text)
         except ValueError as exc:
-            raise ValueError(f"{value!r} is not an ISO-8601 timestamp") from exc
+            raise InvalidArgumentError(f"{value!r} is not an ISO-8601 timestamp") from exc
     if not isinstance(value, datetime):
-        raise TypeError(f"expected a datetime or ISO-8601 string, got {type(value).__name__}")
+        raise InvalidTypeError(
+            f"expected a datetime or ISO-8601 string, got {type(value).__name__}"
+        )
     if value.tzinfo is None:
         return value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ..errors import InvalidArgumentError, InvalidTypeError
 from .models import RunState
 from .serde import iso, to_utc, utc_now
 
@@ -57,25 +58,25 @@ class Snapshot:
         if self.step_id is not None:
             _check_id("step_id", self.step_id)
         if not isinstance(self.name, str) or not self.name.strip():
-            raise ValueError("a snapshot needs a non-empty name")
+            raise InvalidArgumentError("a snapshot needs a non-empty name")
         if len(self.name) > MAX_NAME_LENGTH:
-            raise ValueError(f"a snapshot name has at most {MAX_NAME_LENGTH} characters")
+            raise InvalidArgumentError(f"a snapshot name has at most {MAX_NAME_LENGTH} characters")
         if self.description is not None and not isinstance(self.description, str):
-            raise TypeError("a snapshot description must be a string")
+            raise InvalidTypeError("a snapshot description must be a string")
         for what, text in (("name", self.name), ("description", self.description)):
             if text is not None and "\x00" in text:
-                raise ValueError(f"a snapshot {what} cannot hold a NUL character (\\x00)")
+                raise InvalidArgumentError(f"a snapshot {what} cannot hold a NUL character (\\x00)")
         self.tags = _clean_tags(self.tags)
         self.created_at = to_utc(self.created_at)
         self.updated_at = to_utc(self.updated_at)
         if not isinstance(self.run_state, Mapping) or not self.run_state:
-            raise ValueError("a snapshot needs run_state, the dict of a RunState")
+            raise InvalidArgumentError("a snapshot needs run_state, the dict of a RunState")
         try:
             state = RunState.from_dict(self.run_state)
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"run_state is not the dict of a RunState: {exc!r}") from exc
+            raise InvalidArgumentError(f"run_state is not the dict of a RunState: {exc!r}") from exc
         if state.run_id != self.run_id:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"run_state belongs to run {state.run_id!r}, not to the snapshot's run "
                 f"{self.run_id!r}"
             )
@@ -163,9 +164,9 @@ def fold(text: str) -> str:
 
 def _check_id(what: str, value: Any) -> None:
     if not isinstance(value, str) or not value:
-        raise ValueError(f"a snapshot's {what} must be a non-empty string, got {value!r}")
+        raise InvalidArgumentError(f"a snapshot's {what} must be a non-empty string, got {value!r}")
     if len(value) > MAX_ID_LENGTH:
-        raise ValueError(f"a snapshot's {what} has at most {MAX_ID_LENGTH} characters")
+        raise InvalidArgumentError(f"a snapshot's {what} has at most {MAX_ID_LENGTH} characters")
 
 
 def _clean_tags(tags: Iterable[str]) -> list[str]:
@@ -175,12 +176,12 @@ def _clean_tags(tags: Iterable[str]) -> list[str]:
     seen: set[str] = set()
     for tag in tags:
         if not isinstance(tag, str):
-            raise TypeError(f"snapshot tags must be strings, got {type(tag).__name__}")
+            raise InvalidTypeError(f"snapshot tags must be strings, got {type(tag).__name__}")
         text = tag.strip()
         if "\x00" in text:
-            raise ValueError("a snapshot tag cannot hold a NUL character (\\x00)")
+            raise InvalidArgumentError("a snapshot tag cannot hold a NUL character (\\x00)")
         if max(len(text), len(fold(text))) > MAX_TAG_LENGTH:
-            raise ValueError(f"a snapshot tag has at most {MAX_TAG_LENGTH} characters")
+            raise InvalidArgumentError(f"a snapshot tag has at most {MAX_TAG_LENGTH} characters")
         if text and fold(text) not in seen:
             seen.add(fold(text))
             out.append(text)

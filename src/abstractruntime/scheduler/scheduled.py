@@ -323,7 +323,7 @@ async def create_scheduled_runtime(
 
     pair = run_store if run_store is not None else ledger_store
     if sum(given is not None for given in (database_url, store, pair)) > 1:
-        raise ValueError("pass one of database_url=, store= or run_store=/ledger_store=")
+        raise InvalidArgumentError("pass one of database_url=, store= or run_store=/ledger_store=")
     # The SqlStore made here is ours to close; a store made for a pair (or memory) belongs
     # to the runtime, whose aclose closes it.
     owns_store = database_url is not None

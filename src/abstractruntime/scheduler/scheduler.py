@@ -22,7 +22,7 @@ from ..core.models import RunState, RunStatus, WaitReason
 from ..core.ports import RunHandle
 from ..core.registry import WorkflowRegistry
 from ..core.runtime import Runtime
-from ..errors import ConcurrentUpdateError, RunLeasedError, RunNotFoundError
+from ..errors import ConcurrentUpdateError, InvalidArgumentError, RunLeasedError, RunNotFoundError
 from . import cron
 
 logger = logging.getLogger("abstractruntime.scheduler")
@@ -50,10 +50,6 @@ class SchedulerStats:
     #: Drives that raised (the database failed, a bug), as the original counted them: the run
     #: is left to be claimed again, and may well complete then.
     runs_failed: int = 0
-    #: Outcomes, as committed: drives that left their run ``completed`` / ``failed`` (a failed
-    #: attempt that is retried is neither; the worker's closing line reports these).
-    ended_completed: int = 0
-    ended_failed: int = 0
     #: Poll cycles run (each is one ``claim_due`` query).
     poll_cycles: int = 0
     #: When the last poll cycle ran (None before the first).
@@ -66,6 +62,10 @@ class SchedulerStats:
     conflicts: int = 0
     #: Runs this scheduler started for cron schedules (fire times others fired not counted).
     scheduled_runs: int = 0
+    #: Outcomes, as committed: drives that left their run ``completed`` / ``failed`` (a failed
+    #: attempt that is retried is neither; the worker's closing line reports these).
+    ended_completed: int = 0
+    ended_failed: int = 0
 
 
 class Scheduler:
@@ -106,9 +106,9 @@ class Scheduler:
         wait: Wait | None = None,
     ) -> None:
         if poll_interval_s <= 0:
-            raise ValueError("poll_interval_s must be positive")
+            raise InvalidArgumentError("poll_interval_s must be positive")
         if max_concurrency < 1:
-            raise ValueError("max_concurrency must be at least 1")
+            raise InvalidArgumentError("max_concurrency must be at least 1")
         if registry is not None and registry is not runtime.workflow_registry:
             runtime.set_workflow_registry(registry)
         self.runtime = runtime
