@@ -12,7 +12,8 @@
     │   └── AppLoadError                  an app spec (``module:attr``) that names no workflows
     ├── WaitKeyMismatchError (ValueError) resume() named a wait key the run is not waiting on
     ├── RunNotWaitingError (ValueError)   resume() on a run that is not waiting
-    │   └── RunFinishedError              send() to a run that has ended (it never waits again)
+    │   ├── RunFinishedError              send() to a run that has ended (it never waits again)
+    │   └── NotAnswerableError            respond() to a run that waits, but not for an answer
     ├── ConcurrentUpdateError             another runtime committed a step of this run first
     ├── RunLeasedError                    another worker holds the run's lease right now
     ├── SerializationError (ValueError)   a value cannot be stored (names the key or field)
@@ -24,6 +25,10 @@
 Errors raised *inside* a step (a node handler that raises, a bad StepPlan, an effect that fails)
 are not raised to the caller: the run is left ``failed`` with a readable ``error`` and a ``failed``
 ledger record, so one broken run never takes a worker down.
+
+Each error says whether the same call may succeed if made again (``retryable``): True for a
+lease held by another worker or a step committed meanwhile (both pass within moments) and for
+a store that failed; False for everything the caller must change first.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ from __future__ import annotations
 
 class AbstractRuntimeError(Exception):
     """Root of every exception abstractruntime raises."""
+
+    #: Whether making the same call again may succeed (see the module docstring).
+    retryable: bool = False
 
 
 class RunNotFoundError(AbstractRuntimeError, KeyError):
@@ -118,7 +126,8 @@ class WaitKeyMismatchError(AbstractRuntimeError, ValueError):
 
 
 class RunNotWaitingError(AbstractRuntimeError, ValueError):
-    """``resume`` was called for a run that is not waiting (already resumed, done, cancelled)."""
+    """``resume`` / ``respond`` was called for a run that is not waiting (already answered,
+    done, cancelled). Retrying cannot help: the run has moved on."""
 
 
 class RunFinishedError(RunNotWaitingError):
@@ -126,11 +135,18 @@ class RunFinishedError(RunNotWaitingError):
     ever receive the message, so it is not stored."""
 
 
+class NotAnswerableError(RunNotWaitingError):
+    """``respond`` was called for a run that waits, but not for an answer: until a time (a
+    timer or a retry's backoff) or for a child run. It goes on by itself."""
+
+
 class ConcurrentUpdateError(AbstractRuntimeError):
     """Another runtime committed a step of this run after we loaded it.
 
     Nothing of ours was committed; reload the run (``get_state``) and decide again.
     """
+
+    retryable = True
 
     def __init__(self, run_id: str, expected_version: int) -> None:
         super().__init__(
@@ -143,12 +159,16 @@ class ConcurrentUpdateError(AbstractRuntimeError):
 
 
 class RunLeasedError(AbstractRuntimeError):
-    """Another worker is driving this run right now (it holds the run's lease)."""
+    """Another worker is driving this run right now (it holds the run's lease): an answer
+    racing another answer, or a worker's step. Retrying shortly may succeed, or tell that the
+    run no longer waits (``RunNotWaitingError``)."""
+
+    retryable = True
 
     def __init__(self, run_id: str, owner: str | None, until: object) -> None:
         super().__init__(
-            f"run {run_id!r} is being driven by {owner or 'another worker'} (lease until "
-            f"{until}); nothing was done - try again once it is released"
+            f"run {run_id!r} is being driven by {owner or 'another worker'} right now (lease "
+            f"until {until}); nothing was done - try again in a moment (retryable)"
         )
         self.run_id = run_id
         self.owner = owner
@@ -195,3 +215,5 @@ class SchemaOutOfDateError(AbstractRuntimeError):
 
 class StoreError(AbstractRuntimeError):
     """The storage backend failed; the message says which database and why."""
+
+    retryable = True

@@ -174,8 +174,6 @@ async def respond(args: argparse.Namespace, store: SqlStore) -> int:
     rt = Runtime(store=store, workflow_registry=registry, **app.runtime_kwargs())
     try:
         state = await rt.get_state(args.run_id)
-        if state.status is not RunStatus.WAITING or state.waiting is None:
-            raise CliError(f"run {args.run_id} is {state.status.value}, not waiting")
         workflow = registry.for_run(state)
         if workflow is None:
             raise CliError(
@@ -183,9 +181,7 @@ async def respond(args: argparse.Namespace, store: SqlStore) -> int:
                 f"{state.workflow_version!r}, which --app {args.app} does not have (it has: "
                 f"{migrate.describe_versions(registry)})"
             )
-        state = await rt.resume(
-            workflow=workflow, run_id=args.run_id, wait_key=state.waiting.wait_key, payload=payload
-        )
+        state = await rt._respond(args.run_id, payload, workflow)
     finally:
         await rt.aclose()
     emit(args, state.to_dict(), f"run {state.run_id}: {describe_state(state)}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ..errors import SerializationError, SizeLimitError
+from ..errors import NotAnswerableError, RunNotWaitingError, SerializationError, SizeLimitError
 from . import timeouts
 from .models import Effect, EffectType, RunState, RunStatus, StepPlan, WaitReason
 from .serde import encode
@@ -112,6 +112,40 @@ def result_key_problem(key: object) -> str | None:
     if key and not all(key.split(".")):
         return f"result_key {key!r} has an empty part"
     return None
+
+
+def not_waiting(state: RunState) -> RunNotWaitingError:
+    """The one error of an answer (``resume``, ``respond``) to a run that does not wait: the
+    same words whichever call lost the race."""
+    if state.status is RunStatus.WAITING and state.waiting is not None:
+        return RunNotWaitingError(
+            f"run {state.run_id!r} no longer waits for that answer (answered meanwhile; it now "
+            f"waits on {state.waiting.wait_key or state.waiting.reason.value!r}); nothing was done"
+        )
+    return RunNotWaitingError(
+        f"run {state.run_id!r} is {state.status.value}, not waiting (answered, ended or "
+        "cancelled meanwhile); nothing was done"
+    )
+
+
+def check_answerable(state: RunState) -> None:
+    """Raise unless ``state`` waits for an answer (``respond``): ``not_waiting``, or
+    ``NotAnswerableError`` for a wait that ends by itself (a timer, a retry, a child run)."""
+    waiting = state.waiting
+    if state.status is not RunStatus.WAITING or waiting is None:
+        raise not_waiting(state)
+    if waiting.reason not in (WaitReason.UNTIL, WaitReason.SUBWORKFLOW):
+        return
+    if waiting.reason is WaitReason.SUBWORKFLOW:
+        why = "for its child run"
+    elif (waiting.details or {}).get("retry"):
+        why = f"to retry its effect at {waiting.until.isoformat() if waiting.until else '?'}"
+    else:
+        why = f"until {waiting.until.isoformat() if waiting.until else '?'} (a timer)"
+    raise NotAnswerableError(
+        f"run {state.run_id!r} waits {why}, not for an answer; it goes on by itself, and "
+        "respond() answers waits for a person or an event (use resume() to end a timer early)"
+    )
 
 
 def check_columns(state: RunState) -> None:

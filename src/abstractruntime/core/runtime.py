@@ -30,8 +30,9 @@ from ..errors import (
     SnapshotNotFoundError,
     StoreError,
     WaitKeyMismatchError,
+    WorkflowVersionNotFoundError,
 )
-from . import events, limits, machine, subworkflows, timeouts, versions
+from . import events, kernel, limits, machine, subworkflows, timeouts, versions
 from .config import RuntimeConfig
 from .context import StepContext
 from .crashpoints import crash_point
@@ -269,9 +270,7 @@ class Runtime:
             self._check_workflow(workflow, handle.state)
             state, waiting = handle.state, handle.state.waiting
             if state.status is not RunStatus.WAITING or waiting is None:
-                raise RunNotWaitingError(
-                    f"run {run_id!r} is {state.status.value}, not waiting; nothing to resume"
-                )
+                raise kernel.not_waiting(state)
             if wait_key is not None and waiting.wait_key != wait_key:
                 raise WaitKeyMismatchError(
                     f"wait_key mismatch: run {run_id!r} waits on {waiting.wait_key!r}, "
@@ -299,6 +298,34 @@ class Runtime:
             # The resume itself is committed; a cancel, a restore or another worker took the
             # run over before its next step did. Report where the run is, not a lost resume.
             return await self.get_state(run_id)
+
+    async def _respond(
+        self, run_id: str, payload: Mapping[str, Any], workflow: WorkflowSpec | None = None
+    ) -> RunState:
+        """Answer the wait of a run that waits for a person or an event, whatever its key
+        (``ScheduledRuntime.respond``, ``runs respond``, the HTTP API); ``workflow``: the
+        run's spec (default: from the registry, at the run's version).
+
+        Every loser of a race gets ``RunNotWaitingError`` in the same words, but for
+        ``RunLeasedError`` while the winner still holds the run (``retryable``).
+        """
+        state = await self.get_state(run_id)
+        kernel.check_answerable(state)
+        assert state.waiting is not None
+        if workflow is None:
+            workflow = self.workflow_registry.for_run(state)
+        if workflow is None:
+            raise WorkflowVersionNotFoundError(
+                state.workflow_id,
+                state.workflow_version,
+                self.workflow_registry.versions(state.workflow_id),
+            )
+        try:
+            return await self.resume(
+                workflow=workflow, run_id=run_id, wait_key=state.waiting.wait_key, payload=payload
+            )
+        except WaitKeyMismatchError:  # the wait we read was answered first
+            raise kernel.not_waiting(await self.get_state(run_id)) from None
 
     async def emit_event(
         self,

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..core.config import RuntimeConfig
 from ..core.effects import EffectHandler
-from ..core.models import EffectType, RunState, RunStatus, WaitReason
+from ..core.models import EffectType, RunState, WaitReason
 from ..core.ports import Store
 from ..core.registry import WorkflowRegistry
 from ..core.runtime import Runtime
@@ -17,7 +17,6 @@ from ..core.schedules import CatchUp, Schedule, ScheduleStore, check_definition
 from ..core.spec import WorkflowSpec
 from ..errors import (
     InvalidArgumentError,
-    RunNotWaitingError,
     SchemaOutOfDateError,
     StoreError,
 )
@@ -61,11 +60,12 @@ class ScheduledRuntime:
     def stats(self) -> SchedulerStats:
         return self.scheduler.stats
 
-    def _workflow(self, workflow_id: str) -> WorkflowSpec:
-        return self.registry.get_or_raise(workflow_id)
+    def _workflow(self, state: RunState) -> WorkflowSpec:
+        """The spec of the run's own workflow version."""
+        return self.registry.get_or_raise(state.workflow_id, state.workflow_version)
 
     def _register(self, workflow: WorkflowSpec) -> WorkflowSpec:
-        if workflow.workflow_id not in self.registry:
+        if self.registry.get(workflow.workflow_id, workflow.version) is None:
             self.registry.register(workflow)
         return workflow
 
@@ -105,7 +105,7 @@ class ScheduledRuntime:
 
     async def tick(self, run_id: str, max_steps: int | None = None) -> RunState:
         state = await self.runtime.get_state(run_id)
-        workflow = self._workflow(state.workflow_id)
+        workflow = self._workflow(state)
         return await self.runtime.tick(workflow=workflow, run_id=run_id, max_steps=max_steps)
 
     async def get_state(self, run_id: str) -> RunState:
@@ -139,18 +139,15 @@ class ScheduledRuntime:
         return await self.scheduler.resume_event(run_id=run_id, wait_key=wait_key, payload=payload)
 
     async def respond(self, run_id: str, payload: Mapping[str, Any]) -> RunState:
-        """Answer a waiting run (typically ``ask_user``) without knowing its wait key."""
-        state = await self.runtime.get_state(run_id)
-        if state.status is not RunStatus.WAITING or state.waiting is None:
-            raise RunNotWaitingError(
-                f"run {run_id!r} is {state.status.value}, not waiting; nothing to respond to"
-            )
-        return await self.runtime.resume(
-            workflow=self._workflow(state.workflow_id),
-            run_id=run_id,
-            wait_key=state.waiting.wait_key,
-            payload=payload,
-        )
+        """Answer a run that waits for a person (``ask_user``) or an event, without knowing
+        its wait key; returns its state after the answer.
+
+        Raises ``RunNotWaitingError`` when it does not wait (answered, ended or cancelled:
+        retrying cannot help), ``NotAnswerableError`` when it waits until a time (a timer, a
+        retry) or for a child run, ``RunLeasedError`` while another answer or a worker holds
+        it (``retryable``), ``RunNotFoundError`` for an unknown run.
+        """
+        return await self.runtime._respond(run_id, payload)
 
     async def emit_event(
         self,
