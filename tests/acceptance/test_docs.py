@@ -53,7 +53,7 @@ def test_the_cli_session_runs(tmp_path: Path) -> None:
         ("snapshots.md", 1),
         ("provenance.md", 0),
         ("integrations.md", 5),
-        ("scheduler.md", 3),  # Schedules
+        ("scheduler.md", 4),  # Timeouts
     ],
 )
 def test_the_python_examples_run(tmp_path: Path, page: str, index: int) -> None:

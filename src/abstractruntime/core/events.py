@@ -45,7 +45,7 @@ from ..errors import (
     RunNotWaitingError,
     WaitKeyMismatchError,
 )
-from . import machine
+from . import idempotency, machine
 from .crashpoints import crash_point
 from .kernel import WAIT_KEY_LIMIT
 from .models import RunState, RunStatus, StepRecord, WaitReason
@@ -167,13 +167,22 @@ async def deliver_pending(rt: Runtime, workflow: WorkflowSpec, state: RunState) 
 
 
 async def emit(
-    rt: Runtime, key: str, payload: Mapping[str, Any] | None, buffer_s: float | None
+    rt: Runtime,
+    key: str,
+    payload: Mapping[str, Any] | None,
+    buffer_s: float | None,
+    idempotency_key: str | None = None,
 ) -> list[RunState]:
     """``Runtime.emit_event`` (see there). Without a buffer, exactly the original's: the key
     is only looked up, and each run's ``resume`` checks the payload."""
     buffer = rt.config.event_buffer_s if buffer_s is None else buffer_s
     if not isinstance(buffer, (int, float)) or buffer < 0:
         raise InvalidArgumentError(f"buffer_s must be a number of seconds >= 0, got {buffer!r}")
+    once = idempotency.check_key(idempotency_key)
+    if once is not None:
+        done = await _require(rt.store, "emit_event(idempotency_key=...)").emit_result(once)
+        if done is not None:  # a call with the key finished: its runs, as they are now
+            return [await rt.get_state(run_id) for run_id in done]
     event_id: int | None = None
     payload_json = ""
     if buffer > 0:
@@ -182,7 +191,9 @@ async def emit(
         store = _require(rt.store, "emit_event(buffer_s=...)")
         now = rt.config.clock()
         expires = now + timedelta(seconds=buffer)
-        event_id = await store.buffer_event(key, payload_json, now=now, expires_at=expires)
+        event_id = await store.buffer_event(
+            key, payload_json, now=now, expires_at=expires, idempotency_key=once
+        )
         crash_point("after_event_stored")
     resumed: list[RunState] = []
     tried: set[str] = set()
@@ -202,7 +213,13 @@ async def emit(
                 if event_id is None:
                     resumed.append(
                         await rt.resume(
-                            workflow=workflow, run_id=state.run_id, wait_key=key, payload=payload
+                            workflow=workflow,
+                            run_id=state.run_id,
+                            wait_key=key,
+                            payload=payload,
+                            # A run resumed by a first call that crashed, and waiting on the
+                            # key again, must not get the same event twice.
+                            idempotency_key=once,
                         )
                     )
                 else:
@@ -214,6 +231,9 @@ async def emit(
     if event_id is not None and unknown:
         # Runs of workflows this runtime does not know: a worker that knows them delivers.
         await _require(rt.store, "emit_event").wake_waiting(unknown, rt.config.clock())
+    if once is not None:
+        ids = [state.run_id for state in resumed]
+        await _require(rt.store, "emit_event").record_emit(once, ids, now=rt.config.clock())
     return resumed
 
 
@@ -252,9 +272,13 @@ async def housekeeping(store: Any, now: datetime, limit: int = EXPIRED_BATCH) ->
 
 
 async def clean_expired(store: Any, now: datetime, limit: int = EXPIRED_BATCH) -> int:
-    """Delete up to ``limit`` expired buffered events; how many."""
+    """Delete up to ``limit`` expired buffered events, and up to ``limit`` emit idempotency
+    keys older than ``idempotency.KEY_TTL``; how many events."""
     found = event_store(store)
-    return 0 if found is None else await found.delete_expired_events(now, limit)
+    if found is None:
+        return 0
+    await found.delete_old_emit_keys(now - idempotency.KEY_TTL, limit)
+    return await found.delete_expired_events(now, limit)
 
 
 # -- stores that keep them in this process (MemoryStore, PairedStore) ---------------------------
@@ -284,6 +308,8 @@ class Mailbox:
         self.messages: dict[int, _Message] = {}
         #: (event id, run id) of every buffered event a run received.
         self.received: set[tuple[int, str]] = set()
+        #: emit_event's idempotency keys: key -> [event id, resumed run ids, created at].
+        self.emits: dict[str, list[Any]] = {}
 
     def buffer(self, key: str, payload_json: str, expires_at: datetime) -> int:
         event_id = next(self._ids)
@@ -359,9 +385,36 @@ class MemoryEvents:
         ) -> RunHandle: ...
 
     async def buffer_event(
-        self, key: str, payload_json: str, *, now: datetime, expires_at: datetime
+        self,
+        key: str,
+        payload_json: str,
+        *,
+        now: datetime,
+        expires_at: datetime,
+        idempotency_key: str | None = None,
     ) -> int:
-        return self.mailbox.buffer(key, payload_json, expires_at)
+        emits = self.mailbox.emits
+        if idempotency_key is not None:
+            known = emits.setdefault(idempotency_key, [None, None, now])
+            if known[0] is not None:
+                return int(known[0])
+        event_id = self.mailbox.buffer(key, payload_json, expires_at)
+        if idempotency_key is not None:
+            emits[idempotency_key][0] = event_id
+        return event_id
+
+    async def emit_result(self, idempotency_key: str) -> list[str] | None:
+        known = self.mailbox.emits.get(idempotency_key)
+        return None if known is None or known[1] is None else list(known[1])
+
+    async def record_emit(self, idempotency_key: str, resumed: list[str], *, now: datetime) -> None:
+        self.mailbox.emits.setdefault(idempotency_key, [None, None, now])[1] = list(resumed)
+
+    async def delete_old_emit_keys(self, before: datetime, limit: int) -> int:
+        old = [k for k, (_, _, created) in self.mailbox.emits.items() if created < before]
+        for key in old[:limit]:
+            del self.mailbox.emits[key]
+        return len(old[:limit])
 
     async def send_message(self, run_id: str, key: str, payload_json: str, *, now: datetime) -> int:
         await self._stored(run_id)  # RunNotFoundError

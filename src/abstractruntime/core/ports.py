@@ -474,10 +474,30 @@ class EventStore(Protocol):
     """
 
     async def buffer_event(
-        self, key: str, payload_json: str, *, now: datetime, expires_at: datetime
+        self,
+        key: str,
+        payload_json: str,
+        *,
+        now: datetime,
+        expires_at: datetime,
+        idempotency_key: str | None = None,
     ) -> int:
         """Store an event for the runs that start waiting on ``key`` before ``expires_at``;
-        returns its id (increasing)."""
+        returns its id (increasing). With ``idempotency_key``, in the same transaction, the
+        key keeps the event's id: a second call with the key returns it and stores nothing."""
+        ...
+
+    async def emit_result(self, idempotency_key: str) -> list[str] | None:
+        """The ids of the runs an ``emit_event`` with this key resumed (None: no call with
+        the key has finished)."""
+        ...
+
+    async def record_emit(self, idempotency_key: str, resumed: list[str], *, now: datetime) -> None:
+        """Keep the runs an ``emit_event`` with this key resumed."""
+        ...
+
+    async def delete_old_emit_keys(self, before: datetime, limit: int) -> int:
+        """Forget up to ``limit`` emit keys made before ``before``; how many."""
         ...
 
     async def send_message(self, run_id: str, key: str, payload_json: str, *, now: datetime) -> int:

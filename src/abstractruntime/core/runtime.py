@@ -24,6 +24,7 @@ from typing import Any
 from ..errors import (
     ConcurrentUpdateError,
     InvalidArgumentError,
+    RunExistsError,
     RunLeasedError,
     RunNotWaitingError,
     SerializationError,
@@ -32,7 +33,7 @@ from ..errors import (
     WaitKeyMismatchError,
     WorkflowVersionNotFoundError,
 )
-from . import events, kernel, limits, machine, subworkflows, timeouts, versions
+from . import events, idempotency, kernel, limits, machine, subworkflows, timeouts, versions
 from .config import RuntimeConfig
 from .context import StepContext
 from .crashpoints import crash_point
@@ -209,13 +210,23 @@ class Runtime:
         session_id: str | None = None,
         parent_run_id: str | None = None,
         run_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> str:
         """Create a run at the workflow's entry node (status ``running``); returns its id.
 
         The run is committed unclaimed, so a worker (``abstractruntime worker``) may pick it up
         at once; ``tick`` drives it in this process instead. ``RunExistsError`` when ``run_id``
         is taken.
+
+        ``idempotency_key``: a second start of the workflow with the same key, in any process,
+        creates nothing and returns the first one's run id (the id is derived from the key:
+        pass ``run_id`` or the key, not both).
         """
+        key = idempotency.check_key(idempotency_key)
+        if key is not None:
+            if run_id is not None:
+                raise InvalidArgumentError("pass run_id or idempotency_key to start(), not both")
+            run_id = idempotency.run_id_for(workflow.workflow_id, key)
         state = machine.new_run(
             workflow,
             vars,
@@ -226,7 +237,12 @@ class Runtime:
             parent_run_id=parent_run_id,
             limits=self.config.to_limits_dict(),
         )
-        await self.store.create_run(state, self.encode(state))
+        try:
+            await self.store.create_run(state, self.encode(state))
+        except RunExistsError:
+            if key is None:
+                raise
+            return state.run_id  # started by an earlier call with the key
         self._due.announce()
         return state.run_id
 
@@ -248,8 +264,13 @@ class Runtime:
         wait_key: str | None,
         payload: Mapping[str, Any] | None = None,
         max_steps: int | None = None,
+        idempotency_key: str | None = None,
     ) -> RunState:
         """Deliver ``payload`` to a waiting run and continue it at its ``resume_to_node``.
+
+        ``idempotency_key``: the answer's ledger record keeps it, in the commit of the answer;
+        a call with a key whose answer is committed already (a retry after a crash or a
+        timeout, in any process) changes nothing and returns the run's current state.
 
         Raises ``WaitKeyMismatchError`` (a ``ValueError``) when ``wait_key`` is not the key the
         run waits on (``wait_key=None`` skips that check, as in the original),
@@ -265,6 +286,9 @@ class Runtime:
         payload = dict(payload)
         # Before anything changes: a payload that cannot be stored is the caller's error.
         machine.check_payload(payload, "resume payload", self.config.max_payload_bytes)
+        key = idempotency.check_key(idempotency_key)
+        if key is not None and await self._answered(run_id, key):
+            return await self.get_state(run_id)
         handle = await self._claim(run_id)
         try:
             self._check_workflow(workflow, handle.state)
@@ -280,7 +304,10 @@ class Runtime:
             if not late:
                 held = _Held(handle)
                 now = self.config.clock()
-                await self._commit(held, machine.resume(state, workflow, payload, now))
+                transition = machine.resume(state, workflow, payload, now)
+                if key is not None:
+                    transition.record.idempotency_key = idempotency.answer_key(key)
+                await self._commit(held, transition)
         except BaseException:
             await self._release(handle)
             raise
@@ -299,8 +326,16 @@ class Runtime:
             # run over before its next step did. Report where the run is, not a lost resume.
             return await self.get_state(run_id)
 
+    async def _answered(self, run_id: str, key: str) -> bool:
+        """Whether an answer with idempotency ``key`` is committed to the run."""
+        return await self.store.find_effect(run_id, idempotency.answer_key(key)) is not None
+
     async def _respond(
-        self, run_id: str, payload: Mapping[str, Any], workflow: WorkflowSpec | None = None
+        self,
+        run_id: str,
+        payload: Mapping[str, Any],
+        workflow: WorkflowSpec | None = None,
+        idempotency_key: str | None = None,
     ) -> RunState:
         """Answer the wait of a run that waits for a person or an event, whatever its key
         (``ScheduledRuntime.respond``, ``runs respond``, the HTTP API); ``workflow``: the
@@ -309,6 +344,9 @@ class Runtime:
         Every loser of a race gets ``RunNotWaitingError`` in the same words, but for
         ``RunLeasedError`` while the winner still holds the run (``retryable``).
         """
+        key = idempotency.check_key(idempotency_key)
+        if key is not None and await self._answered(run_id, key):
+            return await self.get_state(run_id)  # answered by an earlier call with the key
         state = await self.get_state(run_id)
         kernel.check_answerable(state)
         assert state.waiting is not None
@@ -322,7 +360,11 @@ class Runtime:
             )
         try:
             return await self.resume(
-                workflow=workflow, run_id=run_id, wait_key=state.waiting.wait_key, payload=payload
+                workflow=workflow,
+                run_id=run_id,
+                wait_key=state.waiting.wait_key,
+                payload=payload,
+                idempotency_key=key,
             )
         except WaitKeyMismatchError:  # the wait we read was answered first
             raise kernel.not_waiting(await self.get_state(run_id)) from None
@@ -333,6 +375,7 @@ class Runtime:
         payload: Mapping[str, Any] | None = None,
         *,
         buffer_s: float | None = None,
+        idempotency_key: str | None = None,
     ) -> list[RunState]:
         """Resume every run waiting on ``key`` (``wait_event``, or ``ask_user`` with that
         ``wait_key``) with ``payload``, each in its own transaction; returns the states of the
@@ -343,8 +386,12 @@ class Runtime:
         at once; each run receives it once. Runs whose workflow this runtime does not know are
         left to a worker that knows it (with a buffer, they are made due for one). See
         docs/scheduler.md for the semantics of each race.
+
+        ``idempotency_key``: a second call with the key, in any process, buffers nothing and
+        resumes nothing; it returns the current states of the runs the first one resumed (a
+        first call that crashed half-way is finished by the second, each run resumed once).
         """
-        return await events.emit(self, key, payload, buffer_s)
+        return await events.emit(self, key, payload, buffer_s, idempotency_key)
 
     async def send(
         self, run_id: str, key: str, payload: Mapping[str, Any] | None = None

@@ -138,7 +138,9 @@ class ScheduledRuntime:
         """Resume one run waiting on ``wait_key`` (errors as ``Runtime.resume``)."""
         return await self.scheduler.resume_event(run_id=run_id, wait_key=wait_key, payload=payload)
 
-    async def respond(self, run_id: str, payload: Mapping[str, Any]) -> RunState:
+    async def respond(
+        self, run_id: str, payload: Mapping[str, Any], *, idempotency_key: str | None = None
+    ) -> RunState:
         """Answer a run that waits for a person (``ask_user``) or an event, without knowing
         its wait key; returns its state after the answer.
 
@@ -146,8 +148,11 @@ class ScheduledRuntime:
         retrying cannot help), ``NotAnswerableError`` when it waits until a time (a timer, a
         retry) or for a child run, ``RunLeasedError`` while another answer or a worker holds
         it (``retryable``), ``RunNotFoundError`` for an unknown run.
+
+        ``idempotency_key``: a retry with the key of an answer already committed (after a
+        crash or a timeout, from any process) returns the run's state and changes nothing.
         """
-        return await self.runtime._respond(run_id, payload)
+        return await self.runtime._respond(run_id, payload, idempotency_key=idempotency_key)
 
     async def emit_event(
         self,
@@ -155,15 +160,18 @@ class ScheduledRuntime:
         payload: Mapping[str, Any] | None = None,
         *,
         buffer_s: float | None = None,
+        idempotency_key: str | None = None,
     ) -> list[RunState]:
         """Resume every run waiting on ``wait_key``, each in its own transaction; with
-        ``buffer_s`` keep the event for the runs that wait on it later (see
-        ``Runtime.emit_event``).
+        ``buffer_s`` keep the event for the runs that wait on it later; with
+        ``idempotency_key`` happen once (see ``Runtime.emit_event``).
 
         Returns the states of the runs this call resumed; runs another caller resumed first
         are skipped.
         """
-        return await self.runtime.emit_event(wait_key, payload, buffer_s=buffer_s)
+        return await self.runtime.emit_event(
+            wait_key, payload, buffer_s=buffer_s, idempotency_key=idempotency_key
+        )
 
     async def send(
         self, run_id: str, key: str, payload: Mapping[str, Any] | None = None

@@ -89,9 +89,18 @@ class FileStore(PairedStore):
     # -- events and messages: not kept by the file stores ------------------------------------
 
     async def buffer_event(
-        self, key: str, payload_json: str, *, now: datetime, expires_at: datetime
+        self,
+        key: str,
+        payload_json: str,
+        *,
+        now: datetime,
+        expires_at: datetime,
+        idempotency_key: str | None = None,
     ) -> int:
         raise InvalidArgumentError(_NO_EVENTS.format(what="emit_event(buffer_s=...)"))
+
+    async def emit_result(self, idempotency_key: str) -> list[str] | None:
+        raise InvalidArgumentError(_NO_EVENTS.format(what="emit_event(idempotency_key=...)"))
 
     async def send_message(self, run_id: str, key: str, payload_json: str, *, now: datetime) -> int:
         raise InvalidArgumentError(_NO_EVENTS.format(what="send"))

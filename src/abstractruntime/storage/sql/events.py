@@ -44,12 +44,48 @@ class SqlEvents:
         async def _ensure_ready(self) -> None: ...
 
     async def buffer_event(
-        self, key: str, payload_json: str, *, now: datetime, expires_at: datetime
+        self,
+        key: str,
+        payload_json: str,
+        *,
+        now: datetime,
+        expires_at: datetime,
+        idempotency_key: str | None = None,
     ) -> int:
         await self._ensure_ready()
         query = statements.insert_event(key, payload_json, now, expires_at)
         async with self._reaching("cannot store an event in"), self._write() as conn:
-            return int((await conn.execute(query)).scalar_one())
+            if idempotency_key is not None:
+                await conn.execute(statements.claim_emit_key(self.dialect, idempotency_key, now))
+                # The row is ours now (made, or made by a transaction that has committed).
+                found = (await conn.execute(statements.emit_key_query(idempotency_key))).first()
+                if found is not None and found.event_id is not None:
+                    return int(found.event_id)  # buffered by an earlier call with the key
+            event_id = int((await conn.execute(query)).scalar_one())
+            if idempotency_key is not None:
+                await conn.execute(statements.set_emit_event(idempotency_key, event_id))
+            return event_id
+
+    async def emit_result(self, idempotency_key: str) -> list[str] | None:
+        await self._ensure_ready()
+        async with self._reaching("cannot read"), self.engine.connect() as conn:
+            found = (await conn.execute(statements.emit_key_query(idempotency_key))).first()
+        return None if found is None or found.resumed is None else list(found.resumed)
+
+    async def record_emit(self, idempotency_key: str, resumed: list[str], *, now: datetime) -> None:
+        await self._ensure_ready()
+        async with self._reaching("cannot store an event in"), self._write() as conn:
+            await conn.execute(statements.claim_emit_key(self.dialect, idempotency_key, now))
+            await conn.execute(statements.set_emit_resumed(idempotency_key, resumed))
+
+    async def delete_old_emit_keys(self, before: datetime, limit: int) -> int:
+        await self._ensure_ready()
+        if not await self._any(statements.old_emit_keys_query(before)):
+            return 0
+        async with self._reaching("cannot clean up"), self._write() as conn:
+            return int(
+                (await conn.execute(statements.delete_old_emit_keys(before, limit))).rowcount
+            )
 
     async def send_message(self, run_id: str, key: str, payload_json: str, *, now: datetime) -> int:
         if unstorable(run_id):

@@ -265,6 +265,20 @@ events = sa.Table(
     sqlite_autoincrement=True,
 )
 
+#: ``emit_event(idempotency_key=...)``: the event a key buffered, and the runs it resumed.
+emits = sa.Table(
+    "abstractruntime_emits",
+    metadata,
+    sa.Column("idempotency_key", sa.String(255), primary_key=True),
+    # The buffered event made with the key (None: not buffered). No foreign key: the event
+    # expires long before the key does.
+    sa.Column("event_id", _SERIAL, nullable=True),
+    # The ids of the runs it resumed (None until the call finished).
+    sa.Column("resumed", sa.JSON(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Index(None, "created_at"),
+)
+
 event_deliveries = sa.Table(
     "abstractruntime_event_deliveries",
     metadata,

@@ -51,6 +51,7 @@ from .schema import (
     RawJSON,
     artifact_tags,
     artifacts,
+    emits,
     event_deliveries,
     events,
     ledger,
@@ -904,6 +905,42 @@ def insert_event(key: str, payload_json: str, now: datetime, expires_at: datetim
     """Returns the new event's id."""
     values = {"key": key, "payload": RawJSON(payload_json), "created_at": now}
     return events.insert().values(expires_at=expires_at, **values).returning(events.c.event_id)
+
+
+def claim_emit_key(dialect: str, key: str, now: datetime) -> Any:
+    """Insert the row of an emit's idempotency key; returns the key when this call made it
+    (nothing when it was there)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(emits).values(idempotency_key=key, created_at=now)
+    return statement.on_conflict_do_nothing(index_elements=[emits.c.idempotency_key]).returning(
+        emits.c.idempotency_key
+    )
+
+
+def emit_key_query(key: str) -> sa.Select[Any]:
+    return sa.select(emits.c.event_id, emits.c.resumed).where(emits.c.idempotency_key == key)
+
+
+def set_emit_event(key: str, event_id: int) -> sa.Update:
+    return sa.update(emits).where(emits.c.idempotency_key == key).values(event_id=event_id)
+
+
+def set_emit_resumed(key: str, resumed: list[str]) -> sa.Update:
+    return sa.update(emits).where(emits.c.idempotency_key == key).values(resumed=resumed)
+
+
+def old_emit_keys_query(before: datetime) -> sa.Select[Any]:
+    return sa.select(emits.c.idempotency_key).where(emits.c.created_at < before).limit(1)
+
+
+def delete_old_emit_keys(before: datetime, limit: int) -> sa.Delete:
+    old = (
+        sa.select(emits.c.idempotency_key)
+        .where(emits.c.created_at < before)
+        .order_by(emits.c.created_at)
+        .limit(limit)
+    )
+    return sa.delete(emits).where(emits.c.idempotency_key.in_(old.scalar_subquery()))
 
 
 def insert_message(run_id: str, key: str, payload_json: str, now: datetime) -> sa.Insert:
