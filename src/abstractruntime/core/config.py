@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from ..errors import InvalidArgumentError
 from .serde import utc_now
 
 
@@ -78,17 +79,21 @@ class RuntimeConfig:
 
     def __post_init__(self) -> None:
         if self.lease_s <= 0:
-            raise ValueError("lease_s must be positive")
+            raise InvalidArgumentError("lease_s must be positive")
         if self.max_steps < 1:
-            raise ValueError("max_steps must be at least 1")
+            raise InvalidArgumentError("max_steps must be at least 1")
         if self.max_batched_steps < 1:
-            raise ValueError("max_batched_steps must be at least 1 (1: commit every step)")
+            raise InvalidArgumentError(
+                "max_batched_steps must be at least 1 (1: commit every step)"
+            )
         if self.max_batch_s < 0:
-            raise ValueError("max_batch_s cannot be negative")
+            raise InvalidArgumentError("max_batch_s cannot be negative")
         if self.event_buffer_s < 0:
-            raise ValueError("event_buffer_s cannot be negative (0: events are not buffered)")
+            raise InvalidArgumentError(
+                "event_buffer_s cannot be negative (0: events are not buffered)"
+            )
         if min(self.max_state_bytes, self.max_payload_bytes, self.max_record_bytes) < 1024:
-            raise ValueError(
+            raise InvalidArgumentError(
                 "max_state_bytes, max_payload_bytes and max_record_bytes must be at least 1024"
             )
 

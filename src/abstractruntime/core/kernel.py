@@ -5,7 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ..errors import NotAnswerableError, RunNotWaitingError, SerializationError, SizeLimitError
+from ..errors import (
+    InvalidArgumentError,
+    NotAnswerableError,
+    RunNotWaitingError,
+    SerializationError,
+    SizeLimitError,
+)
 from . import timeouts
 from .models import Effect, EffectType, RunState, RunStatus, StepPlan, WaitReason
 from .serde import encode
@@ -112,6 +118,13 @@ def result_key_problem(key: object) -> str | None:
     if key and not all(key.split(".")):
         return f"result_key {key!r} has an empty part"
     return None
+
+
+def check_limit(limit: object) -> None:
+    """``InvalidArgumentError`` for a list's ``limit`` that is not a whole number >= 0
+    (checked before any I/O: a caller's mistake is not a database failure)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise InvalidArgumentError(f"limit must be a whole number >= 0, got {limit!r}")
 
 
 def not_waiting(state: RunState) -> RunNotWaitingError:

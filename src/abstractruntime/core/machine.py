@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..errors import SerializationError
+from ..errors import InvalidTypeError, SerializationError
 from . import timeouts, waitkeys
 from .effects import EffectOutcome
 from .kernel import check_size, clean_error, set_dotted
@@ -83,7 +83,7 @@ def new_run(
     """A run at the workflow's entry node, ``running``; ``limits`` become its
     ``vars["_limits"]`` unless ``vars`` has them."""
     if vars is not None and not isinstance(vars, Mapping):
-        raise TypeError(f"vars must be a dict, got {type(vars).__name__}")
+        raise InvalidTypeError(f"vars must be a dict, got {type(vars).__name__}")
     vars = dict(vars or {})
     if limits is not None and LIMITS not in vars:
         vars[LIMITS] = dict(limits)

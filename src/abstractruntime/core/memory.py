@@ -42,7 +42,7 @@ from .artifacts import (
     oldest_first,
 )
 from .events import Mailbox, MemoryEvents
-from .kernel import due_at
+from .kernel import check_limit, due_at
 from .ledger import chain_records
 from .models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
 from .ports import ArtifactStore, LedgerHead, RunHandle, Served
@@ -660,6 +660,7 @@ class MemoryStore(MemoryEvents, MemoryWorkers):
         deadline_before: datetime | None = None,
         workflow_version: str | None = None,
     ) -> list[RunState]:
+        check_limit(limit)
         return _states(
             select_runs(
                 self.run_store._runs.values(),

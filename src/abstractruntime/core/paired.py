@@ -39,7 +39,7 @@ from ..errors import (
     StoreError,
 )
 from .events import Mailbox, MemoryEvents
-from .kernel import due_at, encode_state
+from .kernel import check_limit, due_at, encode_state
 from .ledger import chain_records
 from .memory import (
     InMemoryArtifactStore,
@@ -406,6 +406,7 @@ class PairedStore(MemoryEvents, MemoryWorkers):
         deadline_before: datetime | None = None,
         workflow_version: str | None = None,
     ) -> list[RunState]:
+        check_limit(limit)
         await self._discover()
         found = select_runs(
             self._known(),

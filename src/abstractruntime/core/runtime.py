@@ -24,6 +24,7 @@ from typing import Any
 from ..errors import (
     ConcurrentUpdateError,
     InvalidArgumentError,
+    InvalidTypeError,
     RunExistsError,
     RunLeasedError,
     RunNotWaitingError,
@@ -31,6 +32,7 @@ from ..errors import (
     SnapshotNotFoundError,
     StoreError,
     WaitKeyMismatchError,
+    WorkflowNotFoundError,
     WorkflowVersionNotFoundError,
 )
 from . import events, idempotency, kernel, limits, machine, subworkflows, timeouts, versions
@@ -120,7 +122,7 @@ class Runtime:
         context: Any = None,
     ) -> None:
         if store is not None and (run_store is not None or ledger_store is not None):
-            raise ValueError("pass either store= or run_store=/ledger_store=, not both")
+            raise InvalidArgumentError("pass either store= or run_store=/ledger_store=, not both")
         owned: list[Callable[[], Awaitable[None]]] = []
         if store is None:
             store = store_for_pair(run_store, ledger_store, artifact_store=artifact_store)
@@ -193,7 +195,7 @@ class Runtime:
         if policy is None:
             policy = DefaultEffectPolicy()
         elif not isinstance(policy, EffectPolicy):
-            raise TypeError(
+            raise InvalidTypeError(
                 f"effect_policy must have max_attempts, backoff_seconds and idempotency_key "
                 f"(e.g. RetryPolicy()), got {type(policy).__name__}"
             )
@@ -282,7 +284,7 @@ class Runtime:
         if payload is None:
             payload = {}
         if not isinstance(payload, Mapping):
-            raise TypeError(f"resume payload must be a dict, got {type(payload).__name__}")
+            raise InvalidTypeError(f"resume payload must be a dict, got {type(payload).__name__}")
         payload = dict(payload)
         # Before anything changes: a payload that cannot be stored is the caller's error.
         machine.check_payload(payload, "resume payload", self.config.max_payload_bytes)
@@ -566,7 +568,7 @@ class Runtime:
         if workflow is None:
             await self._release(handle)
             state = handle.state
-            raise KeyError(
+            raise WorkflowNotFoundError(
                 f"workflow {state.workflow_id!r} version {state.workflow_version!r} is not "
                 "registered"
             )
@@ -635,7 +637,7 @@ class Runtime:
     @staticmethod
     def _check_workflow(workflow: WorkflowSpec, state: RunState) -> None:
         if workflow.workflow_id != state.workflow_id:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"run {state.run_id!r} belongs to workflow {state.workflow_id!r}, "
                 f"not {workflow.workflow_id!r}"
             )

@@ -31,7 +31,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...core import timeouts
-from ...core.kernel import due_at, unstorable
+from ...core.kernel import check_limit, due_at, unstorable
 from ...core.ledger import LedgerRow, chain_records
 from ...core.models import RunState, RunStatus, StepRecord, WaitReason
 from ...core.ports import LedgerHead, RunHandle, Served
@@ -463,6 +463,7 @@ class SqlStore(SqlEvents, SqlWorkers):
         deadline_before: datetime | None = None,
         workflow_version: str | None = None,
     ) -> list[RunState]:
+        check_limit(limit)
         timeouts.check_order(order)
         if unstorable(workflow_id, wait_key, parent_run_id, workflow_version):
             return []
