@@ -104,6 +104,8 @@ runs = sa.Table(
     sa.Index(None, "parent_run_id"),
     sa.Index(None, "workflow_id", "status"),
     sa.Index(None, "due_at"),
+    # The purge's pages: one status's runs that ended before a cutoff, oldest first (0009).
+    sa.Index(None, "status", "updated_at", "run_id"),
 )
 
 ledger = sa.Table(

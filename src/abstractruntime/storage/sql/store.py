@@ -41,6 +41,7 @@ from .artifacts import SqlArtifactStore
 from .backend import SqlBackend
 from .events import SqlEvents
 from .postgres import PostgresBackend
+from .retention import SqlRetention
 from .schedules import SqlScheduleStore
 from .schema import UTCDateTime
 from .snapshots import SqlSnapshotStore
@@ -76,9 +77,9 @@ def _handle(row: HandleRow | Any, owner: str | None = None) -> RunHandle:
     return RunHandle(RunState.from_dict(decode(state_json)), version, seq, head, state_json, owner)
 
 
-class SqlStore(SqlEvents):
+class SqlStore(SqlEvents, SqlRetention):
     """Runs and ledgers in a SQL database, each step committed in one transaction; buffered
-    events and messages too (``events.SqlEvents``).
+    events and messages too (``events.SqlEvents``), and ``purge`` (``retention.SqlRetention``).
 
     Args:
         url: ``sqlite+aiosqlite:///path.db`` or ``postgresql+asyncpg://user:pw@host/db``
