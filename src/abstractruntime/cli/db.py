@@ -9,6 +9,7 @@ from alembic.util import CommandError
 
 from ..storage.import_files import import_files as import_directory
 from ..storage.sql import SqlStore
+from . import retention
 from .base import EXIT_BROKEN, EXIT_OK, CliError, Parser, Subparsers, add_group
 from .output import emit
 
@@ -63,6 +64,7 @@ ACTIONS = {
     "current": current,
     "downgrade": downgrade,
     "import-files": import_files,
+    **retention.DB_ACTIONS,  # import-archive
 }
 
 
@@ -82,3 +84,4 @@ def configure_parser(subparsers: Subparsers, common: Parser) -> None:
         parents=[common],
     )
     files.add_argument("directory", metavar="DIR")
+    retention.configure_db(actions, common)

@@ -1,4 +1,5 @@
-"""``abstractruntime runs list | show | cancel | respond``: inspect, cancel and answer runs."""
+"""``abstractruntime runs list | show | cancel | respond``: inspect, cancel and answer runs
+(``runs export | purge``: ``cli/retention.py``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from ..core.models import RunState, RunStatus
 from ..core.runtime import Runtime
 from ..core.serde import utc_now
 from ..storage.sql import SqlStore
+from . import retention
 from .base import (
     APP_HELP,
     EXIT_OK,
@@ -156,7 +158,13 @@ async def respond(args: argparse.Namespace, store: SqlStore) -> int:
     return EXIT_OK
 
 
-ACTIONS = {"list": list_runs, "show": show, "cancel": cancel, "respond": respond}
+ACTIONS = {
+    "list": list_runs,
+    "show": show,
+    "cancel": cancel,
+    "respond": respond,
+    **retention.RUNS_ACTIONS,  # export, purge
+}
 
 
 def configure_parser(subparsers: Subparsers, common: Parser) -> None:
@@ -188,3 +196,4 @@ def configure_parser(subparsers: Subparsers, common: Parser) -> None:
     answered.add_argument("run_id", metavar="RUN_ID")
     answered.add_argument("--payload", required=True, metavar="JSON", help="a JSON object")
     answered.add_argument("--app", required=True, metavar="MODULE:ATTR", help=APP_HELP)
+    retention.configure_runs(actions, common)

@@ -234,10 +234,18 @@ def trees(runs: dict[str, RunInfo]) -> list[list[str]]:
             seen.add(run_id)
             run_id = parent
 
+    def depth(run_id: str) -> int:
+        parent = runs[run_id].parent_run_id
+        return (
+            0
+            if parent is None or parent not in runs or run_id == root(run_id)
+            else 1 + depth(parent)
+        )
+
     groups: dict[str, list[str]] = {}
     for run_id in runs:
         groups.setdefault(root(run_id), []).append(run_id)
-    return list(groups.values())
+    return [sorted(group, key=depth) for group in groups.values()]
 
 
 def deletable(
