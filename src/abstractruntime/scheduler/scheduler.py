@@ -24,6 +24,7 @@ from ..core.registry import WorkflowRegistry
 from ..core.runtime import Runtime
 from ..errors import ConcurrentUpdateError, RunLeasedError, RunNotFoundError
 from . import cron
+from .retention import RetentionKeeper
 
 logger = logging.getLogger("abstractruntime.scheduler")
 
@@ -126,6 +127,8 @@ class Scheduler:
         self._fire_check_at: datetime | None = None
         #: The earliest fire time of our schedules when we last looked (for the sleep).
         self._next_fire: datetime | None = None
+        #: Purges old finished runs when ``RuntimeConfig.retention`` is set (retention.py).
+        self.retention = RetentionKeeper(runtime)
 
     @property
     def is_running(self) -> bool:
@@ -187,6 +190,7 @@ class Scheduler:
         if self._unhook is not None:
             self._unhook()
             self._unhook = None
+        await self.retention.aclose()
         tasks = list(self._inflight.values())
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace_s)
@@ -227,6 +231,7 @@ class Scheduler:
         self.stats.poll_cycles += 1
         # Expired buffered events, and runs left waiting with a delivery (core/events.py).
         await events.housekeeping(runtime.store, now)
+        self.retention.tick(now)  # a background pass, at most once per retention interval
         for handle in handles:
             run_id = handle.state.run_id
             self._inflight[run_id] = asyncio.create_task(
