@@ -13,12 +13,17 @@ the memory store implement those few operations (the same split as the kernel an
    an index range on SQL), or the given ``run_ids``;
 2. **close over trees**: parents and children of the candidates, until the trees are whole;
    a tree with a member that does not qualify is left alone;
-3. **claim**: the trees' runs are leased to the purge in one statement that checks again that
-   each is finished and old enough, and bumps its version: from then on no worker can claim a
-   run or commit a step of it (``ConcurrentUpdateError``). A tree not claimed whole is released;
+3. **claim**: the trees' runs (``RUNS_PER_WRITE`` at most per transaction) are leased to
+   the purge in one statement that checks again that each is finished and old enough, and
+   bumps its version: from then on no worker can claim a run or commit a step of it
+   (``ConcurrentUpdateError``). A tree not claimed whole is released;
 4. **delete** the claimed runs' ledgers in chunks of at most ``LEDGER_CHUNK`` rows, one short
    transaction each (a run with a million records does not hold the SQLite writer for seconds),
    then their snapshots, artifacts and rows in one transaction that checks the claim again.
+
+On SQLite the writes go through the store's one writer thread, queued with the workers'
+steps. ``pause_ratio`` paces a purge (a pause after each transaction, that many times as long
+as it took), for a purge that runs beside busy workers (the scheduler's retention does).
 
 A purge that dies between 3 and 4 leaves runs leased to a purge until the lease expires
 (``CLAIM_S``); the next purge takes them over and finishes the job (their ledgers may be
@@ -28,6 +33,7 @@ partly deleted meanwhile: they were being deleted).
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -39,8 +45,12 @@ from .models import RunStatus
 
 #: The statuses a purge deletes by default: every finished one.
 FINISHED = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
-#: Ledger rows deleted per transaction at most.
-LEDGER_CHUNK = 2000
+#: Ledger rows deleted per transaction at most: on SQLite a step waits for the purge's
+#: transaction (one writer), so each is kept to a few milliseconds (benchmarks/purge.py).
+LEDGER_CHUNK = 500
+#: Runs claimed or deleted per transaction at most (fewer than ``batch`` when it is larger; a
+#: tree larger than this goes in one transaction, alone).
+RUNS_PER_WRITE = 100
 #: How long a purge's claim on a run holds (a dead purge's runs are taken over after it).
 CLAIM_S = 600.0
 #: The lease owner of a purge's claims starts with this.
@@ -315,15 +325,19 @@ async def purge(
     run_ids: Collection[str] | None = None,
     max_runs: int | None = None,
     on_batch: Callable[[PurgeResult], Any] | None = None,
+    pause_ratio: float = 0.0,
 ) -> PurgeResult:
-    """Delete the trees ``select_trees`` finds, ``spec.batch`` runs per claim at most (a tree
-    larger than that goes alone); stop after about ``max_runs`` runs (None: all)."""
+    """Delete the trees ``select_trees`` finds, ``min(spec.batch, RUNS_PER_WRITE)`` runs per
+    claim at most (a tree larger than that goes alone); stop after about ``max_runs`` runs
+    (None: all)."""
     owner = new_purge_owner()
     total = PurgeResult()
+    per_write = min(spec.batch, RUNS_PER_WRITE)
+    ops = _Paced(ops, pause_ratio) if pause_ratio > 0 else ops
     async for found in select_trees(ops, spec, run_ids):
         batch: list[list[str]] = []
         for group in found:
-            if batch and sum(map(len, batch)) + len(group) > spec.batch:
+            if batch and sum(map(len, batch)) + len(group) > per_write:
                 total += await _delete(ops, batch, spec, owner, now)
                 batch = []
             batch.append(group)
@@ -334,6 +348,31 @@ async def purge(
         if max_runs is not None and total.runs >= max_runs:
             break
     return total
+
+
+class _Paced:
+    """``ops`` whose writes are each followed by a pause of ``ratio`` times their duration: a
+    purge that leaves the database to the workers most of the time."""
+
+    def __init__(self, ops: PurgeOps, ratio: float) -> None:
+        self._ops = ops
+        self._ratio = ratio
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._ops, name)
+        if name not in _WRITES:
+            return found
+
+        async def paced(*args: Any) -> Any:
+            started = time.perf_counter()
+            result = await found(*args)
+            await asyncio.sleep((time.perf_counter() - started) * self._ratio)
+            return result
+
+        return paced
+
+
+_WRITES = frozenset({"claim", "release", "delete_ledger", "delete_ledgers", "delete_runs"})
 
 
 async def _delete(
@@ -388,6 +427,7 @@ class Purging:
         run_ids: Collection[str] | None = None,
         now: datetime | None = None,
         max_runs: int | None = None,
+        pause_ratio: float = 0.0,
     ) -> PurgeResult:
         """Delete the finished runs that ended before ``now - older_than``, with their ledgers,
         snapshots and artifacts, tree by tree (see ``core.retention``).
@@ -395,11 +435,15 @@ class Purging:
         Args:
             older_than: how long ago a run must have ended (its ``updated_at``).
             statuses: which finished statuses to delete (default: all three).
-            batch: runs per claim and delete transaction at most (a bigger tree goes alone);
-                ledgers go ``LEDGER_CHUNK`` rows per transaction.
+            batch: runs read per page, and per transaction at most (a bigger tree goes
+                alone); transactions also hold ``RUNS_PER_WRITE`` runs and ``LEDGER_CHUNK``
+                ledger rows at most, so that none holds a worker's step for long.
             run_ids: delete only trees made of these runs (what an export wrote, say).
             now: the current time (default: the wall clock).
             max_runs: stop after about this many runs (the scheduler's small bites).
+            pause_ratio: after each write transaction, pause this many times as long as it
+                took (1.0: the purge holds the database half of the time at most), so that
+                the workers' steps seldom wait behind it. The scheduler's retention uses 1.0.
 
         Raises ``InvalidArgumentError`` for a negative ``older_than``, an unknown or
         unfinished status, or ``batch < 1``, before any I/O.
@@ -409,7 +453,11 @@ class Purging:
         only = _check_ids(run_ids)
         if max_runs is not None and max_runs < 1:
             raise InvalidArgumentError(f"max_runs must be at least 1 (got {max_runs!r})")
-        return await purge(self._purge_ops(), spec, now, run_ids=only, max_runs=max_runs)
+        if not 0 <= pause_ratio < 1000:
+            raise InvalidArgumentError(f"pause_ratio must be 0 or more (got {pause_ratio!r})")
+        return await purge(
+            self._purge_ops(), spec, now, run_ids=only, max_runs=max_runs, pause_ratio=pause_ratio
+        )
 
     def purgeable(
         self,
@@ -454,6 +502,7 @@ class Purgeable(Protocol):
         run_ids: Collection[str] | None = None,
         now: datetime | None = None,
         max_runs: int | None = None,
+        pause_ratio: float = 0.0,
     ) -> PurgeResult: ...
 
     def purgeable(

@@ -3,8 +3,8 @@ finished runs in small bites, in the background of the poll loop.
 
 At most once per ``RuntimeConfig.retention_interval_s`` (by the runtime's clock), a poll cycle
 starts one pass as a task of its own: ``store.purge(older_than=retention, batch=RETENTION_BATCH,
-max_runs=RETENTION_MAX_RUNS)``. The poll loop never waits for it; a pass still going when the
-next is due is not doubled. A pass that stopped at ``max_runs`` (more is left) is followed by the
+max_runs=RETENTION_MAX_RUNS, pause_ratio=RETENTION_PAUSE_RATIO)``. The poll loop never waits
+for it; a pass still going when the next is due is not doubled. A pass that stopped at ``max_runs`` (more is left) is followed by the
 next one at the next cycle, so a backlog drains a bite at a time. Several workers may run it at
 once: a run claimed by one's purge is skipped by the others' (``core.retention``).
 """
@@ -25,6 +25,9 @@ logger = logging.getLogger("abstractruntime.scheduler")
 RETENTION_BATCH = 100
 #: Runs one pass deletes at most before it gives the database back for an interval.
 RETENTION_MAX_RUNS = 1000
+#: The pass pauses after each transaction as long as it took (``store.purge(pause_ratio=)``):
+#: the workers' steps keep their latency (benchmarks/purge.py, docs/operations.md).
+RETENTION_PAUSE_RATIO = 1.0
 
 
 class RetentionKeeper:
@@ -68,7 +71,11 @@ class RetentionKeeper:
     async def _pass(self, store: Purgeable, retention: timedelta, now: datetime) -> None:
         try:
             result = await store.purge(
-                older_than=retention, batch=RETENTION_BATCH, now=now, max_runs=RETENTION_MAX_RUNS
+                older_than=retention,
+                batch=RETENTION_BATCH,
+                now=now,
+                max_runs=RETENTION_MAX_RUNS,
+                pause_ratio=RETENTION_PAUSE_RATIO,
             )
         except asyncio.CancelledError:
             raise

@@ -16,7 +16,8 @@ onto it) is left alone.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import sqlite3
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -42,11 +43,19 @@ from .schema import (
     snapshot_tags,
     snapshots,
 )
+from .sqlite import SqliteBackend
+from .sqlite import ts as sqlite_ts
 
 if TYPE_CHECKING:
     import contextlib
 
     from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from .backend import SqlBackend
+
+#: SQLite: a passive checkpoint after every this many purge transactions.
+CHECKPOINT_EVERY = 8
+SQLITE_PASSIVE_CHECKPOINT = "PRAGMA wal_checkpoint(PASSIVE)"
 
 _INFO = (runs.c.run_id, runs.c.parent_run_id, runs.c.status, runs.c.updated_at)
 
@@ -114,10 +123,6 @@ def release_update(run_ids: Sequence[str], owner: str) -> sa.Update:
     )
 
 
-def _held(owner: str) -> sa.ScalarSelect[Any]:
-    return sa.select(runs.c.run_id).where(runs.c.lease_owner == owner).scalar_subquery()
-
-
 def delete_ledger_range(run_id: str, start: int, stop: int, owner: str) -> sa.Delete:
     held = sa.exists().where(runs.c.run_id == run_id, runs.c.lease_owner == owner)
     return ledger.delete().where(
@@ -132,56 +137,72 @@ def delete_ledgers(run_ids: Sequence[str], owner: str) -> sa.Delete:
     return ledger.delete().where(ledger.c.run_id.in_(held))
 
 
-def doomed_query(run_ids: Sequence[str], spec: PurgeSpec, owner: str) -> sa.Select[Any]:
-    """Those of ``run_ids`` that ``owner`` holds and that still qualify (read in the deleting
-    transaction, under its write lock on SQLite and row locks on Postgres)."""
-    query = sa.select(runs.c.run_id).where(
+def _doomed(run_ids: Sequence[str], spec: PurgeSpec, owner: str) -> sa.Select[Any]:
+    """Those of ``run_ids`` that ``owner`` still holds and that still qualify: every delete of
+    the last transaction is of these."""
+    return sa.select(runs.c.run_id).where(
         runs.c.run_id.in_(list(run_ids)), runs.c.lease_owner == owner, *_qualifies(spec)
     )
-    return query
 
 
-def lock_runs(run_ids: Sequence[str]) -> sa.Select[Any]:
-    return sa.select(runs.c.run_id).where(runs.c.run_id.in_(list(run_ids))).with_for_update()
+def lock_runs(run_ids: Sequence[str], spec: PurgeSpec, owner: str) -> sa.Select[Any]:
+    """Postgres: lock the rows about to go, so that they stay as read until the delete."""
+    return _doomed(run_ids, spec, owner).with_for_update()
 
 
-def delete_run_rows(run_ids: Sequence[str]) -> list[sa.Delete]:
-    """What belongs to the runs besides their snapshots and artifacts, and would go by ON
-    DELETE CASCADE; deleted by name because a SQLite connection made by someone else may have
-    foreign keys off."""
-    ids = list(run_ids)
-    return [
-        ledger.delete().where(ledger.c.run_id.in_(ids)),
-        messages.delete().where(messages.c.run_id.in_(ids)),
-        event_deliveries.delete().where(event_deliveries.c.run_id.in_(ids)),
-    ]
-
-
-def delete_run_snapshot_tags(run_ids: Sequence[str]) -> sa.Delete:
-    of_runs = sa.select(snapshots.c.snapshot_id).where(snapshots.c.run_id.in_(list(run_ids)))
-    return snapshot_tags.delete().where(snapshot_tags.c.snapshot_id.in_(of_runs))
-
-
-def delete_run_artifact_tags(run_ids: Sequence[str]) -> sa.Delete:
-    of_runs = sa.select(artifacts.c.artifact_id).where(artifacts.c.run_id.in_(list(run_ids)))
-    return artifact_tags.delete().where(artifact_tags.c.artifact_id.in_(of_runs))
-
-
-def delete_run_snapshots(run_ids: Sequence[str]) -> sa.Delete:
-    return snapshots.delete().where(snapshots.c.run_id.in_(list(run_ids)))
-
-
-def delete_run_artifacts(run_ids: Sequence[str]) -> sa.Delete:
-    return artifacts.delete().where(artifacts.c.run_id.in_(list(run_ids)))
-
-
-def delete_runs(run_ids: Sequence[str], spec: PurgeSpec, owner: str) -> sa.Delete:
-    return runs.delete().where(
-        runs.c.run_id.in_(list(run_ids)), runs.c.lease_owner == owner, *_qualifies(spec)
+def delete_runs_with_theirs(
+    run_ids: Sequence[str], spec: PurgeSpec, owner: str
+) -> tuple[sa.Delete, ...]:
+    """The deletes of the last transaction, in order: what is left of the ledgers (nothing,
+    unless a purge died half-way: the claim bumped the version, no step appends meanwhile),
+    messages and event deliveries (ON DELETE CASCADE would do, but a SQLite connection made by
+    someone else may have foreign keys off), snapshot and artifact tags, snapshots, artifacts,
+    and the runs."""
+    doomed = _doomed(run_ids, spec, owner)
+    doomed_snapshots = sa.select(snapshots.c.snapshot_id).where(snapshots.c.run_id.in_(doomed))
+    doomed_artifacts = sa.select(artifacts.c.artifact_id).where(artifacts.c.run_id.in_(doomed))
+    return (
+        ledger.delete().where(ledger.c.run_id.in_(doomed)),
+        messages.delete().where(messages.c.run_id.in_(doomed)),
+        event_deliveries.delete().where(event_deliveries.c.run_id.in_(doomed)),
+        snapshot_tags.delete().where(snapshot_tags.c.snapshot_id.in_(doomed_snapshots)),
+        snapshots.delete().where(snapshots.c.run_id.in_(doomed)),
+        artifact_tags.delete().where(artifact_tags.c.artifact_id.in_(doomed_artifacts)),
+        artifacts.delete().where(artifacts.c.run_id.in_(doomed)),
+        runs.delete().where(runs.c.run_id.in_(doomed)),
     )
 
 
 # -- the operations ------------------------------------------------------------------------------
+
+
+def _sqlite_args(compiled: Any) -> list[Any]:
+    params = compiled.construct_params()
+    return [
+        sqlite_ts(value) if isinstance(value, datetime) else value
+        for value in (params[name] for name in compiled.positiontup)
+    ]
+
+
+def _on_writer(dialect: Any, *queries: Any) -> Callable[[sqlite3.Connection], list[Any]]:
+    """A function for the SQLite writer thread that runs ``queries`` in order (stdlib sqlite3,
+    timestamps bound as the store writes them) and returns, for each, its rows if it returns
+    any, else its row count."""
+    compiled = [
+        query.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+        for query in queries
+    ]
+    texts = [(str(c), _sqlite_args(c)) for c in compiled]
+
+    def write(conn: sqlite3.Connection) -> list[Any]:
+        out: list[Any] = []
+        for sql, args in texts:
+            cursor = conn.execute(sql, args)
+            rows = cursor.fetchall() if cursor.description else None
+            out.append(rows if rows is not None else cursor.rowcount)
+        return out
+
+    return write
 
 
 def _info(row: Any) -> RunInfo:
@@ -192,6 +213,16 @@ def _info(row: Any) -> RunInfo:
 class SqlPurgeOps(PurgeOps):
     def __init__(self, store: SqlRetention) -> None:
         self.store = store
+        self._writes = 0
+
+    async def _checkpoint(self) -> None:
+        """SQLite: copy the WAL back into the database from a connection of our own, without
+        blocking writers (PASSIVE), so that the WAL a purge fills is not checkpointed by the
+        writer thread in the middle of a worker's commits (SQLite checkpoints in the commit
+        that passes 1000 pages: tens of milliseconds for a step that happens to be there)."""
+        store = self.store
+        async with store.engine.connect() as conn:
+            await conn.exec_driver_sql(SQLITE_PASSIVE_CHECKPOINT)
 
     async def _read(self, query: Any) -> list[Any]:
         store = self.store
@@ -219,55 +250,55 @@ class SqlPurgeOps(PurgeOps):
             return []
         return [_info(row) for row in await self._read(children_info_query(run_ids))]
 
+    async def _write(self, *queries: Any) -> list[Any]:
+        """Run ``queries`` in one transaction: for each, its rows (if it returns any) or its
+        row count. On SQLite on the writer thread, with the steps (not against them, for the
+        lock: a step that waits for a lock sleeps in backoff steps of up to 100 ms)."""
+        store = self.store
+        await store._ensure_ready()
+        backend = store._backend
+        async with store._reaching("cannot purge runs in"):
+            if isinstance(backend, SqliteBackend):
+                done = await backend.run_write(_on_writer(store.engine.dialect, *queries))
+                self._writes += 1
+                if self._writes % CHECKPOINT_EVERY == 0:
+                    await self._checkpoint()
+                return done
+            out: list[Any] = []
+            async with store._write() as conn:
+                for query in queries:
+                    result = await conn.execute(query)
+                    out.append(result.all() if result.returns_rows else result.rowcount)
+            return out
+
     async def claim(
         self, run_ids: Sequence[str], spec: PurgeSpec, owner: str, now: datetime
     ) -> dict[str, int]:
         assert owner.startswith(PURGE_OWNER_PREFIX)
-        store = self.store
-        await store._ensure_ready()
-        async with store._reaching("cannot purge runs in"), store._write() as conn:
-            rows = (await conn.execute(claim_update(run_ids, spec, owner, now))).all()
+        (rows,) = await self._write(claim_update(run_ids, spec, owner, now))
         return {run_id: int(seq) for run_id, seq in rows}
 
     async def release(self, run_ids: Sequence[str], owner: str) -> None:
-        if not run_ids:
-            return
-        store = self.store
-        async with store._reaching("cannot purge runs in"), store._write() as conn:
-            await conn.execute(release_update(run_ids, owner))
+        if run_ids:
+            await self._write(release_update(run_ids, owner))
 
     async def delete_ledger(self, run_id: str, start: int, stop: int, owner: str) -> int:
-        store = self.store
-        async with store._reaching("cannot purge runs in"), store._write() as conn:
-            result = await conn.execute(delete_ledger_range(run_id, start, stop, owner))
-        return int(result.rowcount)
+        (count,) = await self._write(delete_ledger_range(run_id, start, stop, owner))
+        return int(count)
 
     async def delete_ledgers(self, run_ids: Sequence[str], owner: str) -> int:
-        store = self.store
-        async with store._reaching("cannot purge runs in"), store._write() as conn:
-            result = await conn.execute(delete_ledgers(run_ids, owner))
-        return int(result.rowcount)
+        (count,) = await self._write(delete_ledgers(run_ids, owner))
+        return int(count)
 
     async def delete_runs(self, run_ids: Sequence[str], spec: PurgeSpec, owner: str) -> PurgeResult:
-        store = self.store
-        async with store._reaching("cannot purge runs in"), store._write() as conn:
-            if store.dialect == "postgresql":  # the rows stay as read until the delete
-                await conn.execute(lock_runs(run_ids))
-            doomed = list((await conn.execute(doomed_query(run_ids, spec, owner))).scalars())
-            if not doomed:
-                return PurgeResult()
-            # What is left of the ledgers: nothing, unless a purge died half-way (the claim
-            # bumped the version: no step appends records meanwhile).
-            left = 0
-            for i, statement in enumerate(delete_run_rows(doomed)):
-                deleted = (await conn.execute(statement)).rowcount
-                left += deleted if i == 0 else 0
-            await conn.execute(delete_run_snapshot_tags(doomed))
-            snaps = (await conn.execute(delete_run_snapshots(doomed))).rowcount
-            await conn.execute(delete_run_artifact_tags(doomed))
-            blobs = (await conn.execute(delete_run_artifacts(doomed))).rowcount
-            gone = (await conn.execute(delete_runs(doomed, spec, owner))).rowcount
-        return PurgeResult(int(gone), left, int(snaps), int(blobs))
+        deletes = delete_runs_with_theirs(run_ids, spec, owner)
+        if self.store.dialect == "postgresql":
+            _, left, _, _, _, snaps, _, blobs, gone = await self._write(
+                lock_runs(run_ids, spec, owner), *deletes
+            )
+        else:
+            left, _, _, _, snaps, _, blobs, gone = await self._write(*deletes)
+        return PurgeResult(int(gone), int(left), int(snaps), int(blobs))
 
 
 class SqlRetention(Purging):
@@ -276,6 +307,7 @@ class SqlRetention(Purging):
     if TYPE_CHECKING:
         engine: AsyncEngine
         dialect: str
+        _backend: SqlBackend
 
         def _write(self) -> Any: ...
 
