@@ -2,11 +2,12 @@
 finished runs in small bites, in the background of the poll loop.
 
 At most once per ``RuntimeConfig.retention_interval_s`` (by the runtime's clock), a poll cycle
-starts one pass as a task of its own: ``store.purge(older_than=retention, batch=RETENTION_BATCH,
-max_runs=RETENTION_MAX_RUNS, pause_ratio=RETENTION_PAUSE_RATIO)``. The poll loop never waits
-for it; a pass still going when the next is due is not doubled. A pass that stopped at ``max_runs`` (more is left) is followed by the
-next one at the next cycle, so a backlog drains a bite at a time. Several workers may run it at
-once: a run claimed by one's purge is skipped by the others' (``core.retention``).
+starts one pass as a task of its own: ``store.purge(older_than=retention,
+batch=RETENTION_BATCH, max_runs=RETENTION_MAX_RUNS, pause_ratio=RETENTION_PAUSE_RATIO)``. The
+poll loop never waits for it; a pass still going when the next is due is not doubled. A pass
+that stopped at ``max_runs`` (more is left) is followed by the next one at the next cycle, so a
+backlog drains a bite at a time. Several workers may run it at once: a run claimed by one's
+purge is skipped by the others' (``core.retention``).
 """
 
 from __future__ import annotations
