@@ -117,7 +117,7 @@ def test_a_tampered_archive_fails_verify_and_import(db_url: str, tmp_path: Path)
     verified = cli("ledger", "verify", "--file", str(archive), cwd=tmp_path)
     assert verified.returncode == 1
     assert f"run {victim}: chain BROKEN at index 0" in verified.stdout
-    assert "1 problems" in verified.stdout
+    assert "1 problem in" in verified.stdout
     as_json = cli("--json", "ledger", "verify", "--file", str(archive), cwd=tmp_path)
     assert as_json.returncode == 1
     assert [b["run_id"] for b in json.loads(as_json.stdout)["broken"]] == [victim]

@@ -151,7 +151,8 @@ async def verify_file(args: argparse.Namespace) -> int:
     if args.json:
         print(to_json(summary, indent=2))
     elif broken:
-        print(f"{len(broken)} problems in {args.file}: {runs} runs, {records} records verified")
+        problems = f"{len(broken)} problem{'s' if len(broken) > 1 else ''}"
+        print(f"{problems} in {args.file}: {runs} runs, {records} records verified")
     else:
         print(f"all {runs} ledgers in {args.file} intact ({records} records verified)")
     return EXIT_BROKEN if broken else EXIT_OK
