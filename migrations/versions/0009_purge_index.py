@@ -6,7 +6,8 @@ Create Date: 2026-11-29
 
 ``store.purge`` (and ``runs export``) pages through the runs of one status updated before a
 cutoff, oldest first, keyset on ``(updated_at, run_id)``: with this index that is one range
-read per page, not a scan and a sort of every finished run.
+read per page, not a scan and a sort of every finished run. It holds the finished runs only,
+so that it is no candidate for the scheduler's queries of waiting runs.
 
 It looks up the children of the runs it deletes: the parent index now holds only the runs that
 have a parent (most have none; with them in, SQLite's statistics said a parent matches every
@@ -30,8 +31,18 @@ _RUNS = "abstractruntime_runs"
 _PARENT = "ix_abstractruntime_runs_parent_run_id"
 
 
+#: Finished runs only (as ``schema.FINISHED_RUNS``, which the purge's queries repeat).
+_FINISHED = "status IN ('completed', 'failed', 'cancelled')"
+
+
 def upgrade() -> None:
-    op.create_index(_INDEX, _RUNS, ["status", "updated_at", "run_id"])
+    op.create_index(
+        _INDEX,
+        _RUNS,
+        ["status", "updated_at", "run_id"],
+        sqlite_where=sa.text(_FINISHED),
+        postgresql_where=sa.text(_FINISHED),
+    )
     op.drop_index(_PARENT, table_name=_RUNS)
     op.create_index(
         _PARENT,

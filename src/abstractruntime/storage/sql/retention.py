@@ -34,6 +34,7 @@ from ...core.retention import (
     RunInfo,
 )
 from .schema import (
+    FINISHED_RUNS,
     artifact_tags,
     artifacts,
     event_deliveries,
@@ -67,7 +68,9 @@ def candidates_query(
     status: str, cutoff: datetime, after: tuple[datetime, str] | None, limit: int
 ) -> sa.Select[Any]:
     """Runs of ``status`` updated before ``cutoff``, oldest first, after the keyset ``after``."""
-    query = sa.select(*_INFO).where(runs.c.status == status, runs.c.updated_at < cutoff)
+    query = sa.select(*_INFO).where(
+        sa.text(FINISHED_RUNS), runs.c.status == status, runs.c.updated_at < cutoff
+    )
     if after is not None:
         at, run_id = after
         # A row value: one index range on both dialects (Postgres plans the OR form as two
