@@ -52,7 +52,7 @@ async def verify(args: argparse.Namespace, store: SqlStore) -> int:
             raise CliError("ledger verify --file takes no RUN_ID and no --all")
         return await retention.verify_file(args)  # offline: the store is never opened
     if args.all == (args.run_id is not None):
-        raise CliError("ledger verify needs a RUN_ID, --all or --file ARCHIVE (one of them)")
+        raise CliError("ledger verify needs a RUN_ID or --all (not both), or --file ARCHIVE")
     if args.all:
         return await _verify_all(args, store)
     with Progress() as progress:
