@@ -283,7 +283,7 @@ async def select_trees(
         only = None
         pages = _pages(ops, spec)
     async for page in pages:
-        fresh = [info for info in page if info.run_id not in done]
+        fresh = [info for info in page if info.run_id not in done]  # seen in a tree before
         if not fresh:
             continue
         closed = await close_trees(ops, fresh)
@@ -291,7 +291,10 @@ async def select_trees(
         for group in trees(closed):
             if any(run_id in done for run_id in group):
                 continue
-            done.update(group)
+            if len(group) > 1:
+                # A run alone never comes again (the pages move on past it); a tree's other
+                # runs may, in later pages: remembered, so memory grows with trees only.
+                done.update(group)
             if deletable(group, closed, spec, only):
                 found.append(group)
         if found:
