@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from abstractruntime import Runtime, RuntimeConfig, Snapshot
+from abstractruntime import RunStatus, Runtime, RuntimeConfig, Snapshot
 from abstractruntime.errors import ArchiveFormatError, InvalidArgumentError
 from abstractruntime.scheduler import Scheduler
 from abstractruntime.storage.archive import export_runs, import_archive, verify_archive
@@ -210,3 +210,29 @@ async def test_retention_off_by_default_and_checked() -> None:
         RuntimeConfig(retention=-DAY)
     with pytest.raises(InvalidArgumentError, match="retention_interval_s"):
         RuntimeConfig(retention=DAY, retention_interval_s=0)
+
+
+async def test_retention_on_a_store_without_purge_is_skipped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from abstractruntime.storage import JsonFileRunStore, JsonlLedgerStore
+
+    clock = FakeClock()
+    rt = Runtime(
+        run_store=JsonFileRunStore(tmp_path),
+        ledger_store=JsonlLedgerStore(tmp_path),
+        config=RuntimeConfig(clock=clock, retention=DAY),
+    )
+    rt.workflow_registry.register(counter(2))
+    scheduler = Scheduler(rt, poll_interval_s=0.05, wait=clock.wait)
+    run_id = await _finished(rt, steps=2)
+    clock.advance(2 * DAY.total_seconds())
+    with caplog.at_level("WARNING", logger="abstractruntime.scheduler"):
+        await scheduler.poll_once()
+        await scheduler.poll_once()
+    assert not scheduler.retention.busy
+    assert [r.message for r in caplog.records].count(
+        f"RuntimeConfig.retention is set but {type(rt.store).__name__} cannot purge runs; ignored"
+    ) == 1
+    assert (await rt.get_state(run_id)).status is RunStatus.COMPLETED
+    await scheduler.stop()

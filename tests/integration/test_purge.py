@@ -271,3 +271,48 @@ async def test_purge_racing_workers_deletes_only_finished_runs(
         assert state.status is RunStatus.COMPLETED
         handle = await store.load_run(run_id)
         assert len(await rt.get_ledger(run_id)) == handle.seq
+
+
+async def test_a_claimed_run_is_skipped_until_its_lease_ends(
+    store: Any, rt: Runtime, clock: FakeClock
+) -> None:
+    """A worker holding a finished run (a tick of a completed run claims it) keeps it from the
+    purge; once released or expired, it goes."""
+    run_id = await _finished(rt)
+    clock.advance(2 * DAY.total_seconds())
+    now = clock()
+    handle = await store.claim_run(run_id, "worker-1", now, now + timedelta(seconds=30))
+    assert await store.purge(older_than=DAY, now=now) == PurgeResult()
+    assert not await _gone(store, run_id)
+    await store.release(handle, now=now)
+    assert (await store.purge(older_than=DAY, now=now)).runs == 1
+    assert await _gone(store, run_id)
+
+
+async def test_a_purge_that_died_after_its_claim_is_finished_by_the_next(
+    store: Any, rt: Runtime, clock: FakeClock
+) -> None:
+    """A purge claims its runs and dies (here: its claim and one ledger chunk, nothing more).
+    Until the claim expires the runs are left alone, even by another purge; then the next purge
+    takes them over and deletes them whole."""
+    from abstractruntime.core.retention import CLAIM_S, new_purge_owner, purge_spec
+
+    ids = [await _finished(rt, steps=4) for _ in range(3)]
+    clock.advance(2 * DAY.total_seconds())
+    now = clock()
+    ops = store._purge_ops()
+    dead = new_purge_owner()
+    lengths = await ops.claim(ids, purge_spec(DAY, ["completed"], 10, now), dead, now)
+    assert sorted(lengths) == sorted(ids)
+    assert await ops.delete_ledger(ids[0], 2, 4, dead) == 2  # then it died
+    # A worker cannot claim them meanwhile, nor can another purge take them.
+    from abstractruntime.errors import RunLeasedError
+
+    with pytest.raises(RunLeasedError):
+        await store.claim_run(ids[1], "worker", now, now + timedelta(seconds=30))
+    assert await store.purge(older_than=DAY, now=now) == PurgeResult()
+    later = now + timedelta(seconds=CLAIM_S + 1)
+    result = await store.purge(older_than=DAY, now=later)
+    assert result.runs == 3 and result.ledger_records == 4 * 3 - 2
+    for run_id in ids:
+        assert await _gone(store, run_id)
