@@ -9,7 +9,8 @@
     ├── RunExistsError (ValueError)       start() with a run id that is taken
     ├── InvalidArgumentError (ValueError) a caller's argument is wrong (checked before any I/O)
     │   ├── InvalidTypeError (TypeError)  ... of the wrong type (a TypeError too, as before)
-    │   └── AppLoadError                  an app spec (``module:attr``) that names no workflows
+    │   ├── AppLoadError                  an app spec (``module:attr``) that names no workflows
+    │   └── ArchiveFormatError            a file that is not a readable run archive
     ├── WaitKeyMismatchError (ValueError) resume() named a wait key the run is not waiting on
     ├── RunNotWaitingError (ValueError)   resume() on a run that is not waiting
     │   ├── RunFinishedError              send() to a run that has ended (it never waits again)
@@ -119,6 +120,13 @@ class InvalidTypeError(InvalidArgumentError, TypeError):
 class AppLoadError(InvalidArgumentError):
     """An app spec (``--app module:attr``, see ``abstractruntime.app.load_app``) cannot be loaded:
     the module does not import, has no such attribute, or it holds no workflows."""
+
+
+class ArchiveFormatError(InvalidArgumentError):
+    """A file given as a run archive (``runs export``'s) cannot be read as one: it does not
+    exist, is not JSON lines, has no archive header, or has a format version this version of
+    abstractruntime does not know. A readable archive whose chains are broken is not this:
+    ``ledger verify --file`` reports those."""
 
 
 class WaitKeyMismatchError(AbstractRuntimeError, ValueError):

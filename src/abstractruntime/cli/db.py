@@ -10,6 +10,7 @@ from alembic.util import CommandError
 
 from ..storage.import_files import import_files as import_directory
 from ..storage.sql import SqlStore
+from . import retention
 from .base import EXIT_BROKEN, EXIT_OK, CliError, Parser, Subparsers, add_group
 from .output import emit
 
@@ -75,6 +76,7 @@ ACTIONS = {
     "downgrade": downgrade,
     "import-files": import_files,
     "backup": backup,
+    **retention.DB_ACTIONS,  # import-archive
 }
 
 
@@ -102,3 +104,4 @@ def configure_parser(subparsers: Subparsers, common: Parser) -> None:
     )
     saved.add_argument("path", metavar="PATH")
     saved.add_argument("--force", action="store_true", help="replace PATH if it exists")
+    retention.configure_db(actions, common)

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..provenance import verify_all, verify_run
 from ..storage.sql import SqlStore
+from . import retention
 from .base import EXIT_BROKEN, EXIT_OK, CliError, Parser, Subparsers, add_group
 from .output import Progress, emit, stream_json, stream_table, to_json, when_text
 
@@ -46,8 +47,12 @@ async def _rows(records: AsyncIterator[dict[str, Any]]) -> AsyncIterator[list[An
 
 
 async def verify(args: argparse.Namespace, store: SqlStore) -> int:
+    if args.file is not None:
+        if args.all or args.run_id is not None:
+            raise CliError("ledger verify --file takes no RUN_ID and no --all")
+        return await retention.verify_file(args)  # offline: the store is never opened
     if args.all == (args.run_id is not None):
-        raise CliError("ledger verify needs a RUN_ID or --all (not both)")
+        raise CliError("ledger verify needs a RUN_ID or --all (not both), or --file ARCHIVE")
     if args.all:
         return await _verify_all(args, store)
     with Progress() as progress:
@@ -123,3 +128,4 @@ def configure_parser(subparsers: Subparsers, common: Parser) -> None:
     )
     verified.add_argument("run_id", nargs="?", metavar="RUN_ID")
     verified.add_argument("--all", action="store_true", help="every run in the database")
+    retention.configure_ledger_verify(verified)

@@ -1,4 +1,5 @@
-"""``abstractruntime runs list | show | cancel | respond``: inspect, cancel and answer runs."""
+"""``abstractruntime runs list | show | cancel | respond``: inspect, cancel and answer runs
+(``runs export | purge``: ``cli/retention.py``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from ..core.models import RunState, RunStatus
 from ..core.runtime import Runtime
 from ..core.serde import utc_now
 from ..storage.sql import SqlStore
-from . import migrate
+from . import migrate, retention
 from .base import (
     APP_HELP,
     EXIT_OK,
@@ -194,6 +195,7 @@ ACTIONS = {
     "cancel": cancel,
     "respond": respond,
     "migrate": migrate.migrate,
+    **retention.RUNS_ACTIONS,  # export, purge
 }
 
 
@@ -233,3 +235,4 @@ def configure_parser(subparsers: Subparsers, common: Parser) -> None:
     answered.add_argument("--payload", required=True, metavar="JSON", help="a JSON object")
     answered.add_argument("--app", required=True, metavar="MODULE:ATTR", help=APP_HELP)
     migrate.configure_parser(actions, common)
+    retention.configure_runs(actions, common)

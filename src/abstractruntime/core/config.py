@@ -7,7 +7,7 @@ import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..errors import InvalidArgumentError
@@ -44,6 +44,10 @@ class RuntimeConfig:
         event_buffer_s: the default ``buffer_s`` of ``emit_event``: how long an event is kept
             for the runs that start waiting on its key later (0: not kept, the original's
             behaviour).
+        retention: how long finished runs are kept (None: forever, the default). With it, a
+            ``Scheduler`` purges the runs that ended longer ago, with their ledgers, snapshots
+            and artifacts, in small batches in the background (``store.purge``).
+        retention_interval_s: how often the scheduler starts a retention pass at most.
 
     The original's resource limits, copied into each new run's ``vars["_limits"]`` by
     ``start`` (see ``to_limits_dict``) and checked by ``Runtime.check_limits``; the runtime
@@ -76,6 +80,8 @@ class RuntimeConfig:
     max_payload_bytes: int = 8 * 1024 * 1024
     max_record_bytes: int = 16 * 1024 * 1024
     event_buffer_s: float = 0.0
+    retention: timedelta | None = None
+    retention_interval_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.lease_s <= 0:
@@ -92,6 +98,14 @@ class RuntimeConfig:
             raise InvalidArgumentError(
                 "event_buffer_s cannot be negative (0: events are not buffered)"
             )
+        if self.retention is not None and (
+            not isinstance(self.retention, timedelta) or self.retention < timedelta(0)
+        ):
+            raise InvalidArgumentError(
+                "retention must be a non-negative timedelta (None: keep runs)"
+            )
+        if self.retention_interval_s <= 0:
+            raise InvalidArgumentError("retention_interval_s must be positive")
         if min(self.max_state_bytes, self.max_payload_bytes, self.max_record_bytes) < 1024:
             raise InvalidArgumentError(
                 "max_state_bytes, max_payload_bytes and max_record_bytes must be at least 1024"

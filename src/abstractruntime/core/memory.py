@@ -46,6 +46,7 @@ from .kernel import check_limit, due_at
 from .ledger import chain_records
 from .models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
 from .ports import ArtifactStore, LedgerHead, RunHandle, Served
+from .retention import PurgeOps, Purging
 from .schedules import InMemoryScheduleStore
 from .serde import canonical_json, decode, encode, to_utc, utc_now
 from .snapshot import Snapshot
@@ -477,7 +478,7 @@ class InMemoryArtifactStore(ArtifactStore):
         return [m.copy() for m in newest_first((a.metadata for a in self._blobs.values()), limit)]
 
 
-class MemoryStore(MemoryEvents, MemoryWorkers):
+class MemoryStore(MemoryEvents, MemoryWorkers, Purging):
     """The ``Store`` interface over an ``InMemoryRunStore`` and an ``InMemoryLedgerStore``,
     with buffered events and messages (``core.events.MemoryEvents``).
 
@@ -505,6 +506,11 @@ class MemoryStore(MemoryEvents, MemoryWorkers):
 
     async def _run_states(self) -> Iterable[RunState]:
         return [stored.state for stored in self.run_store._runs.values()]
+
+    def _purge_ops(self) -> PurgeOps:
+        from .memory_retention import MemoryPurgeOps  # it needs this module's classes
+
+        return MemoryPurgeOps(self)
 
     def _get(self, run_id: str) -> StoredRun:
         stored = self.run_store._runs.get(run_id)

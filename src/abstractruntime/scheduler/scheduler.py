@@ -24,6 +24,7 @@ from ..core.registry import WorkflowRegistry
 from ..core.runtime import Runtime
 from ..errors import ConcurrentUpdateError, InvalidArgumentError, RunLeasedError, RunNotFoundError
 from . import cron
+from .retention import RetentionKeeper
 
 logger = logging.getLogger("abstractruntime.scheduler")
 
@@ -134,6 +135,8 @@ class Scheduler:
         self._next_fire: datetime | None = None
         #: When the loop next tells the store it is alive (None: not running).
         self._announce_at: datetime | None = None
+        #: Purges old finished runs when ``RuntimeConfig.retention`` is set (retention.py).
+        self.retention = RetentionKeeper(runtime)
 
     @property
     def is_running(self) -> bool:
@@ -200,6 +203,7 @@ class Scheduler:
             self._announce_at = None
             with contextlib.suppress(Exception):  # else its row expires by itself
                 await self.runtime.store.forget_worker(self.runtime.config.owner)
+        await self.retention.aclose()
         tasks = list(self._inflight.values())
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace_s)
@@ -242,6 +246,7 @@ class Scheduler:
         self.stats.poll_cycles += 1
         # Expired buffered events, and runs left waiting with a delivery (core/events.py).
         await events.housekeeping(runtime.store, now)
+        self.retention.tick(now)  # a background pass, at most once per retention interval
         for handle in handles:
             run_id = handle.state.run_id
             self._inflight[run_id] = asyncio.create_task(

@@ -26,6 +26,7 @@ from ..core.ports import (
     SnapshotStore,
     Store,
 )
+from ..core.retention import PurgeResult
 from ..core.snapshot import Snapshot
 from .artifact_files import FileArtifactStore
 from .files import FileStore, JsonFileRunStore, JsonlLedgerStore, JsonSnapshotStore
@@ -57,6 +58,7 @@ __all__ = [
     "LedgerStore",
     "MemoryStore",
     "PairedStore",
+    "PurgeResult",
     "QueryableRunStore",
     "RunHandle",
     "RunStore",

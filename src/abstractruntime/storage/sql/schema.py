@@ -30,6 +30,10 @@ from ...core.models import DEFAULT_WORKFLOW_VERSION
 #: longer values on every store (Postgres would refuse them; SQLite would keep them).
 _LENGTH = {field: limit for field, limit, _required in COLUMN_LIMITS}
 
+#: The condition of the purge index (and, word for word, of the purge's queries: SQLite uses a
+#: partial index only for a query that repeats its condition).
+FINISHED_RUNS = "status IN ('completed', 'failed', 'cancelled')"
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -109,9 +113,27 @@ runs = sa.Table(
         sqlite_where=sa.text("wait_key IS NOT NULL"),
         postgresql_where=sa.text("wait_key IS NOT NULL"),
     ),
-    sa.Index(None, "parent_run_id"),
+    # Only the runs that have a parent (0009): most have none, and with those in it SQLite's
+    # statistics said a parent matches every run, so it read the whole table to find children.
+    sa.Index(
+        None,
+        "parent_run_id",
+        sqlite_where=sa.text("parent_run_id IS NOT NULL"),
+        postgresql_where=sa.text("parent_run_id IS NOT NULL"),
+    ),
     sa.Index(None, "workflow_id", "status"),
     sa.Index(None, "due_at"),
+    # The purge's pages: one status's runs that ended before a cutoff, oldest first (0009).
+    # Finished runs only: the index is no candidate for the scheduler's queries of waiting
+    # runs (with it, SQLite's planner read every run to find those waiting on an event key).
+    sa.Index(
+        None,
+        "status",
+        "updated_at",
+        "run_id",
+        sqlite_where=sa.text(FINISHED_RUNS),
+        postgresql_where=sa.text(FINISHED_RUNS),
+    ),
 )
 
 ledger = sa.Table(

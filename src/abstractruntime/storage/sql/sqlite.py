@@ -442,6 +442,12 @@ class SqliteBackend:
 
         await self._writer.run(write)
 
+    async def run_write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(connection)`` on the writer thread, in its next transaction: a cold write
+        that must not contend with the hot path for the lock (``store.purge``); keep it short,
+        the steps committed with it wait for it."""
+        return await self._writer.run(fn)
+
     async def listen(self, callback: Callable[[], None]) -> Callable[[], Awaitable[None]]:
         """Nothing to listen to: the scheduler polls, and hears its own process' runs."""
 

@@ -43,6 +43,7 @@ from .backend import SqlBackend
 from .backup import BackupResult, backup_sqlite
 from .events import SqlEvents
 from .postgres import PostgresBackend
+from .retention import SqlRetention
 from .schedules import SqlScheduleStore
 from .schema import UTCDateTime
 from .snapshots import SqlSnapshotStore
@@ -79,9 +80,10 @@ def _handle(row: HandleRow | Any, owner: str | None = None) -> RunHandle:
     return RunHandle(RunState.from_dict(decode(state_json)), version, seq, head, state_json, owner)
 
 
-class SqlStore(SqlEvents, SqlWorkers):
+class SqlStore(SqlEvents, SqlWorkers, SqlRetention):
     """Runs and ledgers in a SQL database, each step committed in one transaction; buffered
-    events and messages too (``events.SqlEvents``), and the live workers (``workers``).
+    events and messages too (``events.SqlEvents``), the live workers (``workers``), and
+    ``purge`` (``retention.SqlRetention``).
 
     Args:
         url: ``sqlite+aiosqlite:///path.db`` or ``postgresql+asyncpg://user:pw@host/db``
