@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from .serde import utc_now
+from .throttle import Limit, check_limits
 
 
 def default_owner() -> str:
@@ -43,6 +44,8 @@ class RuntimeConfig:
         event_buffer_s: the default ``buffer_s`` of ``emit_event``: how long an event is kept
             for the runs that start waiting on its key later (0: not kept, the original's
             behaviour).
+        limits: concurrency and rate limits (``Limit``) shared by every worker of the store;
+            see ``core.throttle``.
 
     The original's resource limits, copied into each new run's ``vars["_limits"]`` by
     ``start`` (see ``to_limits_dict``) and checked by ``Runtime.check_limits``; the runtime
@@ -75,8 +78,10 @@ class RuntimeConfig:
     max_payload_bytes: int = 8 * 1024 * 1024
     max_record_bytes: int = 16 * 1024 * 1024
     event_buffer_s: float = 0.0
+    limits: Sequence[Limit] = ()
 
     def __post_init__(self) -> None:
+        self.limits = check_limits(self.limits)
         if self.lease_s <= 0:
             raise ValueError("lease_s must be positive")
         if self.max_steps < 1:

@@ -49,6 +49,7 @@ from .ports import ArtifactStore, LedgerHead, RunHandle
 from .schedules import InMemoryScheduleStore
 from .serde import canonical_json, decode, encode, to_utc, utc_now
 from .snapshot import Snapshot
+from .throttle import MemoryLimits
 
 
 async def _stop_nothing() -> None:
@@ -473,7 +474,7 @@ class InMemoryArtifactStore(ArtifactStore):
         return [m.copy() for m in newest_first((a.metadata for a in self._blobs.values()), limit)]
 
 
-class MemoryStore(MemoryEvents):
+class MemoryStore(MemoryEvents, MemoryLimits):
     """The ``Store`` interface over an ``InMemoryRunStore`` and an ``InMemoryLedgerStore``,
     with buffered events and messages (``core.events.MemoryEvents``).
 

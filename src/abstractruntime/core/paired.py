@@ -56,6 +56,7 @@ from .models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
 from .ports import ArtifactStore, LedgerHead, RunHandle, SnapshotStore, Store
 from .schedules import InMemoryScheduleStore
 from .serde import decode
+from .throttle import MemoryLimits
 
 #: ``limit`` passed to a queryable run store's ``list_runs`` to read every run.
 _ALL_RUNS = 1_000_000_000
@@ -85,7 +86,7 @@ def _copy(state_json: str) -> RunState:
     return RunState.from_dict(decode(state_json))
 
 
-class PairedStore(MemoryEvents):
+class PairedStore(MemoryEvents, MemoryLimits):
     """The ``Store`` interface over a run store and a ledger store (see the module docstring).
 
     Buffered events and messages live in this process's memory (``core.events.MemoryEvents``),

@@ -40,6 +40,7 @@ from . import migrate, statements
 from .artifacts import SqlArtifactStore
 from .backend import SqlBackend
 from .events import SqlEvents
+from .limits import SqlLimits
 from .postgres import PostgresBackend
 from .schedules import SqlScheduleStore
 from .schema import UTCDateTime
@@ -76,7 +77,7 @@ def _handle(row: HandleRow | Any, owner: str | None = None) -> RunHandle:
     return RunHandle(RunState.from_dict(decode(state_json)), version, seq, head, state_json, owner)
 
 
-class SqlStore(SqlEvents):
+class SqlStore(SqlEvents, SqlLimits):
     """Runs and ledgers in a SQL database, each step committed in one transaction; buffered
     events and messages too (``events.SqlEvents``).
 
