@@ -321,6 +321,12 @@ def is_limit_wait(waiting: WaitState | None) -> bool:
     )
 
 
+def arrival(request: Request, state: RunState, now: datetime) -> datetime:
+    """A waiter's place in its budget's queue: a run waiting to be admitted
+    (``max_concurrent_runs``) arrived when it was started; an effect when it was refused."""
+    return state.created_at if request.scope == "run" else now
+
+
 def ts(value: datetime) -> float:
     return value.timestamp()
 
@@ -455,7 +461,7 @@ class MemoryLimits:
                 held += 1
                 if row[1] == "effect" and run is not None:
                     expiries.append(run.lease_expires_at)
-            elif mine is None or mine[0] != "waiting" or row[4] < mine[4]:
+            elif mine is None or mine[0] != "waiting" or row[3:] < mine[3:]:
                 ahead += 1
         return held, ahead, expiries
 
@@ -529,7 +535,8 @@ class MemoryLimits:
             row = budget.rows.get(run_id)
             if row is None or row[0] != "waiting":
                 self._arrivals += 1
-                budget.rows[run_id] = ("waiting", wait.scope, 0, now, self._arrivals)
+                since = arrival(wait, state, now)
+                budget.rows[run_id] = ("waiting", wait.scope, 0, since, self._arrivals)
             granted, _ = self._decide(wait, run_id, now)
             stored = runs.get(run_id)
             if granted and stored is not None and not stored.leased(now):
@@ -545,7 +552,7 @@ class MemoryLimits:
             if row[0] == "held" and self._live(row, runs.get(other), now)
         )
         waiters = sorted(
-            (row[4], other)
+            (row[3:], other)
             for other, row in budget.rows.items()
             if row[0] == "waiting" and self._live(row, runs.get(other), now)
         )

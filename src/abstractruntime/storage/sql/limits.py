@@ -294,10 +294,11 @@ class SqlLimits:
                 await self._drop_waits(conn, run_id, wait)
                 grants, census = censuses[wait.budget]
                 if run_id not in census.live or census.live[run_id][0] != "waiting":
+                    since = throttle.arrival(wait, state, now)
                     await self._note(
-                        conn, wait, run_id, {"kind": "waiting", "version": 0, "since": now}
+                        conn, wait, run_id, {"kind": "waiting", "version": 0, "since": since}
                     )
-                    census.live[run_id] = ("waiting", wait.scope, now, None)
+                    census.live[run_id] = ("waiting", wait.scope, since, None)
                 ahead = census.ahead_of(run_id)
                 if wait.kind == "rate":
                     fits, _ = throttle.rate_decision(
