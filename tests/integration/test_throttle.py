@@ -182,7 +182,7 @@ async def test_keyed_budgets_are_one_per_tenant(store: Any) -> None:
     wf = one_call()
     a1, _ = await start_ticking(rt, wf, gate, {"tenant": "acme"})
     b1, _ = await start_ticking(rt, wf, gate, {"tenant": "globex"})
-    a2, a2_task = await start_ticking(rt, wf, gate, {"tenant": "acme"})
+    _, a2_task = await start_ticking(rt, wf, gate, {"tenant": "acme"})
     assert gate.entered == [a1, b1]  # two tenants do not share
     assert limit_of(await a2_task)["key"] == "acme"
     usage = {(u["name"], u["key"]): u for u in await store.limit_usage(rt.config.clock())}
@@ -201,6 +201,7 @@ async def test_a_limit_on_one_effect_type_holds_back_no_other_run(store: Any) ->
     )
     llm, tools = one_call(), one_call(EffectType.TOOL_CALLS, "tools")
     first, _ = await start_ticking(rt, llm, gate, {})
+    assert gate.entered == [first]
     _, second_task = await start_ticking(rt, llm, gate, {})
     assert limit_of(await second_task)["name"] == "concurrent:llm_call"
     other, other_task = await start_ticking(rt, tools, gate, {})
