@@ -74,7 +74,8 @@ class Limiter:
                 self._release.setdefault(handle.state.run_id, []).extend(slots)
         else:
             assert verdict.blocked is not None
-            self._wait[handle.state.run_id] = verdict.blocked
+            if verdict.blocked.kind == "concurrent":  # a rate waiter has its time reserved
+                self._wait[handle.state.run_id] = verdict.blocked
         return verdict
 
     async def admit(

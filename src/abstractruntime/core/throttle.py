@@ -267,20 +267,72 @@ def window(grants: Sequence[float], now_ts: float, per_s: float) -> list[float]:
     return sorted(t for t in grants if t > now_ts - per_s)
 
 
-def rate_decision(
-    grants: Sequence[float], now_ts: float, rate: int, per_s: float, waiters_ahead: int
-) -> tuple[bool, float]:
-    """Whether a rate request is granted now, and else when its token should be there: the
-    waiters ahead take the tokens that come back first (a spread of wake-up times, not a
-    herd)."""
+def granted_in_window(grants: Sequence[float], now_ts: float, per_s: float) -> int:
+    """Grants of the window ending now (reservations for later left out)."""
+    return sum(1 for t in window(grants, now_ts, per_s) if t <= now_ts)
+
+
+def next_slot(grants: Sequence[float], now_ts: float, rate: int, per_s: float) -> float:
+    """The earliest time from ``now_ts`` at which one more grant keeps every window of
+    ``per_s`` at ``rate`` grants or fewer (``grants``: sorted, reservations included).
+
+    While the window has room and nobody has reserved, that is now (a burst of up to
+    ``rate``); a time that has to be reserved is also at least ``per_s / rate`` after the
+    last one, so that the schedule is even rather than a burst per window."""
+    if not grants or (len(grants) < rate and grants[-1] <= now_ts):
+        return now_ts
+    at = max(now_ts, grants[-1] + per_s / rate)
+    if len(grants) >= rate:
+        at = max(at, grants[-rate] + per_s)
+    return round(at, 6)
+
+
+@dataclass(frozen=True)
+class RateTake:
+    """A rate request's outcome: ``granted`` now, else reserved (or already reserved) for
+    ``at``; ``grants``: the budget's log to store (its window, with the new grant or
+    reservation), None when it does not change."""
+
+    granted: bool
+    at: float
+    grants: list[float] | None
+
+
+def rate_take(
+    grants: Sequence[float],
+    reserved_at: float | None,
+    now_ts: float,
+    rate: int,
+    per_s: float,
+) -> RateTake:
+    """A rate request, scheduled: granted now if the window has room, else the next free
+    time is *reserved* for the run (the log counts it from then), and the run comes back at
+    that time to find its grant waiting. Reservation order is arrival order, and the
+    schedule keeps ``rate`` grants per ``per_s`` without a herd of retries.
+
+    A run that comes back later than ``late_s(rate, per_s)`` after its reserved time (its
+    worker was busy, or dead) gives it up and reserves the next free time, behind the others:
+    so real grants stay within that much of the schedule: a window of ``per_s`` holds at most
+    ``rate`` plus the grants of ``late_s``."""
+    now_ts = round(now_ts, 6)  # the log's times are kept to the microsecond, as a row's are
     live = window(grants, now_ts, per_s)
-    free = rate - len(live)
-    if free > waiters_ahead:
-        return True, now_ts
-    need = waiters_ahead - free  # tokens that must come back before ours, minus one
-    if not live:
-        return False, now_ts + per_s * (need // rate + 1)
-    return False, live[need % len(live)] + per_s * (need // len(live) + 1)
+    mine = None
+    if reserved_at is not None:
+        mine = next((t for t in live if abs(t - reserved_at) < 2e-6), None)
+    if mine is not None:
+        if mine > now_ts:
+            return RateTake(False, mine, None)
+        if now_ts - mine <= late_s(rate, per_s):
+            return RateTake(True, mine, None)
+        live.remove(mine)
+    at = next_slot(live, now_ts, rate, per_s)
+    return RateTake(at <= now_ts, at, [*live, at])
+
+
+def late_s(rate: int, per_s: float) -> float:
+    """How late a run may take up its reserved grant: a tenth of the window (or the spacing of
+    the schedule, when that is longer), so real grants stay within 10% of the rate."""
+    return per_s
 
 
 def slot_retry_at(now: datetime, lease_expiries: Iterable[datetime | None]) -> datetime:
@@ -321,10 +373,16 @@ def is_limit_wait(waiting: WaitState | None) -> bool:
     )
 
 
-def arrival(request: Request, state: RunState, now: datetime) -> datetime:
+def arrival(
+    request: Request, state: RunState, now: datetime, last: datetime | None = None
+) -> datetime:
     """A waiter's place in its budget's queue: a run waiting to be admitted
-    (``max_concurrent_runs``) arrived when it was started; an effect when it was refused."""
-    return state.created_at if request.scope == "run" else now
+    (``max_concurrent_runs``) arrived when it was started; an effect when its wait is committed,
+    after every waiter already there (``last``: the latest arrival in the queue; ``now`` was
+    read before the budget's lock was taken, and may be older)."""
+    if request.scope == "run":
+        return state.created_at
+    return now if last is None or now > last else last + timedelta(microseconds=1)
 
 
 def ts(value: datetime) -> float:
@@ -438,7 +496,7 @@ class MemoryLimits:
         if kind == "waiting":
             waiting = run.state.waiting
             return waiter_live(run.state.status, waiting.wait_key if waiting else None)
-        if scope == "run":
+        if scope == "run" or kind == "reserved":
             return not run.state.status.is_terminal
         return run.version == version and run.leased(now)
 
@@ -461,36 +519,60 @@ class MemoryLimits:
                 held += 1
                 if row[1] == "effect" and run is not None:
                     expiries.append(run.lease_expires_at)
-            elif mine is None or mine[0] != "waiting" or row[3:] < mine[3:]:
+            elif row[0] == "waiting" and (
+                mine is None or mine[0] != "waiting" or row[3:] < mine[3:]
+            ):
                 ahead += 1
         return held, ahead, expiries
 
     def _decide(self, request: Request, run_id: str, now: datetime) -> tuple[bool, datetime | None]:
+        """A slot request's decision."""
         budget = self._budget(request)
         held, ahead, expiries = self._census(budget, run_id, now)
-        if request.kind == "rate":
-            granted, at = rate_decision(
-                budget.grants, ts(now), request.capacity, request.per_s, ahead
-            )
-            return granted, None if granted else datetime.fromtimestamp(at, now.tzinfo)
         if slots_free(held, ahead, request.capacity):
             return True, None
         return False, slot_retry_at(now, expiries)
 
+    def _take_rate(self, request: Request, run_id: str, now: datetime) -> RateTake:
+        budget = self._budget(request)
+        self._census(budget, run_id, now)  # drops dead rows
+        row = budget.rows.get(run_id)
+        reserved = ts(row[3]) if row is not None and row[0] == "reserved" else None
+        return rate_take(budget.grants, reserved, ts(now), request.capacity, request.per_s)
+
     async def acquire_limits(
         self, run_id: str, version: int, requests: Sequence[Request], now: datetime
     ) -> Verdict:
-        for request in sorted(requests, key=lambda r: r.budget):
-            granted, retry_at = self._decide(request, run_id, now)
-            if not granted:
-                return Verdict(False, request, retry_at)
-        for request in requests:
+        ordered = sorted(requests, key=lambda r: r.budget)
+        for request in ordered:
+            self._budget(request)  # known from now on, as a SQL store's row is
+        for request in ordered:
+            if request.kind == "concurrent":
+                granted, retry_at = self._decide(request, run_id, now)
+                if not granted:
+                    return Verdict(False, request, retry_at)
+        takes = {r.budget: self._take_rate(r, run_id, now) for r in ordered if r.kind == "rate"}
+        late = [(take.at, budget) for budget, take in takes.items() if not take.granted]
+        for request in ordered:
+            take = takes.get(request.budget) if request.kind == "rate" else None
+            if take is not None and late and take.granted:
+                continue  # not taken: the run asks again when its reservation comes
             budget = self._budget(request)
-            if request.kind == "rate":
-                budget.grants = [*window(budget.grants, ts(now), request.per_s), ts(now)]
+            if take is None:
+                if not late:
+                    budget.rows[run_id] = ("held", request.scope, version, now, 0)
+                continue
+            if take.grants is not None:
+                budget.grants = take.grants
+            if take.granted:
                 budget.rows.pop(run_id, None)
             else:
-                budget.rows[run_id] = ("held", request.scope, version, now, 0)
+                at = datetime.fromtimestamp(take.at, now.tzinfo)
+                budget.rows[run_id] = ("reserved", request.scope, 0, at, 0)
+        if late:
+            at_ts, blocked = max(late)
+            request = next(r for r in ordered if r.budget == blocked)
+            return Verdict(False, request, datetime.fromtimestamp(at_ts, now.tzinfo))
         for budget in self._budgets.values():
             row = budget.rows.get(run_id)
             if row is not None and row[0] == "waiting":
@@ -572,8 +654,8 @@ class MemoryLimits:
                 usage_row(
                     request,
                     held=sum(1 for row in live if row[0] == "held"),
-                    waiting=sum(1 for row in live if row[0] == "waiting"),
-                    in_window=len(window(budget.grants, ts(now), request.per_s)),
+                    waiting=sum(1 for row in live if row[0] in ("waiting", "reserved")),
+                    in_window=granted_in_window(budget.grants, ts(now), request.per_s),
                 )
             )
         return usage

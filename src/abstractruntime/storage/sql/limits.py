@@ -59,6 +59,8 @@ class _Census:
         for run_id, kind, scope, version, since, status, wait_key, run_version, expires in rows:
             if status is None:
                 alive = False
+            elif kind == "reserved":
+                alive = not throttle.is_terminal(status)
             elif kind == "waiting":
                 alive = throttle.waiter_live(status, wait_key)
             elif scope == "run":
@@ -70,6 +72,11 @@ class _Census:
             else:
                 self.dead.append(run_id)
 
+    def reserved_at(self, run_id: str) -> float | None:
+        """The time of the run's rate reservation, if it has one."""
+        found = self.live.get(run_id)
+        return throttle.ts(found[2]) if found is not None and found[0] == "reserved" else None
+
     def held_by_others(self, run_id: str) -> int:
         return sum(1 for other, v in self.live.items() if v[0] == "held" and other != run_id)
 
@@ -77,6 +84,9 @@ class _Census:
         """Live waiters in order of arrival."""
         found = [(v[2], other) for other, v in self.live.items() if v[0] == "waiting"]
         return [other for _since, other in sorted(found)]
+
+    def last_arrival(self) -> datetime | None:
+        return max((v[2] for v in self.live.values() if v[0] == "waiting"), default=None)
 
     def ahead_of(self, run_id: str) -> int:
         waiters = self.waiters()
@@ -170,6 +180,29 @@ class SqlLimits:
             )
         )
 
+    async def _set_grants(
+        self, conn: AsyncConnection, request: Request, grants: list[float], now: datetime
+    ) -> None:
+        await conn.execute(
+            limit_budgets.update()
+            .where(limit_budgets.c.name == request.name, limit_budgets.c.key == request.key)
+            .values(
+                grants=json.dumps(grants),
+                capacity=request.capacity,
+                per_s=request.per_s,
+                updated_at=now,
+            )
+        )
+
+    async def _forget(self, conn: AsyncConnection, request: Request, run_id: str) -> None:
+        await conn.execute(
+            limit_slots.delete().where(
+                limit_slots.c.name == request.name,
+                limit_slots.c.key == request.key,
+                limit_slots.c.run_id == run_id,
+            )
+        )
+
     async def _drop_waits(self, conn: AsyncConnection, run_id: str, keep: Request | None) -> None:
         query = limit_slots.delete().where(
             limit_slots.c.run_id == run_id, limit_slots.c.kind == "waiting"
@@ -188,41 +221,47 @@ class SqlLimits:
         await self._ensure_ready()
         now_ts = throttle.ts(now)
         async with self._reaching("cannot take a limit's slot in"), self._write() as conn:
-            windows: dict[tuple[str, str], list[float]] = {}
-            for request in sorted(requests, key=lambda r: r.budget):
-                grants, census = await self._lock(conn, request, now)
-                ahead = census.ahead_of(run_id)
+            ordered = sorted(requests, key=lambda r: r.budget)
+            locked = {r.budget: await self._lock(conn, r, now) for r in ordered}
+            for request in ordered:
+                if request.kind == "concurrent":
+                    census = locked[request.budget][1]
+                    ahead = census.ahead_of(run_id)
+                    if not throttle.slots_free(
+                        census.held_by_others(run_id), ahead, request.capacity
+                    ):
+                        retry_at = throttle.slot_retry_at(now, census.expiries())
+                        return Verdict(False, request, retry_at)
+            takes = {}
+            for request in ordered:
                 if request.kind == "rate":
-                    granted, at = throttle.rate_decision(
-                        grants, now_ts, request.capacity, request.per_s, ahead
+                    grants, census = locked[request.budget]
+                    reserved = census.reserved_at(run_id)
+                    takes[request.budget] = throttle.rate_take(
+                        grants, reserved, now_ts, request.capacity, request.per_s
                     )
-                    if not granted:
-                        return Verdict(False, request, datetime.fromtimestamp(at, now.tzinfo))
-                    windows[request.budget] = throttle.window(grants, now_ts, request.per_s)
-                elif not throttle.slots_free(
-                    census.held_by_others(run_id), ahead, request.capacity
-                ):
-                    return Verdict(False, request, throttle.slot_retry_at(now, census.expiries()))
-            for request in requests:
-                if request.kind == "rate":
-                    grants = [*windows[request.budget], now_ts]
-                    await conn.execute(
-                        limit_budgets.update()
-                        .where(
-                            limit_budgets.c.name == request.name,
-                            limit_budgets.c.key == request.key,
-                        )
-                        .values(
-                            grants=json.dumps(grants),
-                            capacity=request.capacity,
-                            per_s=request.per_s,
-                            updated_at=now,
-                        )
-                    )
+            late = [(take.at, budget) for budget, take in takes.items() if not take.granted]
+            for request in ordered:
+                take = takes.get(request.budget)
+                if take is None:
+                    if not late:
+                        held = {"kind": "held", "version": version, "since": now}
+                        await self._note(conn, request, run_id, held)
+                    continue
+                if late and take.granted:
+                    continue  # not taken: the run asks again when its reservation comes
+                if take.grants is not None:
+                    await self._set_grants(conn, request, take.grants, now)
+                if take.granted:
+                    await self._forget(conn, request, run_id)
                 else:
-                    await self._note(
-                        conn, request, run_id, {"kind": "held", "version": version, "since": now}
-                    )
+                    at = datetime.fromtimestamp(take.at, now.tzinfo)
+                    reserved_row = {"kind": "reserved", "version": 0, "since": at}
+                    await self._note(conn, request, run_id, reserved_row)
+            if late:
+                at_ts, blocked = max(late)
+                request = next(r for r in ordered if r.budget == blocked)
+                return Verdict(False, request, datetime.fromtimestamp(at_ts, now.tzinfo))
             await self._drop_waits(conn, run_id, None)
         return Verdict(True)
 
@@ -292,20 +331,15 @@ class SqlLimits:
                 woken += await self._wake(conn, census.waiters()[: max(room, 0)], now)
             if wait is not None:
                 await self._drop_waits(conn, run_id, wait)
-                grants, census = censuses[wait.budget]
+                census = censuses[wait.budget][1]
                 if run_id not in census.live or census.live[run_id][0] != "waiting":
-                    since = throttle.arrival(wait, state, now)
+                    since = throttle.arrival(wait, state, now, census.last_arrival())
                     await self._note(
                         conn, wait, run_id, {"kind": "waiting", "version": 0, "since": since}
                     )
                     census.live[run_id] = ("waiting", wait.scope, since, None)
                 ahead = census.ahead_of(run_id)
-                if wait.kind == "rate":
-                    fits, _ = throttle.rate_decision(
-                        grants, throttle.ts(now), wait.capacity, wait.per_s, ahead
-                    )
-                else:
-                    fits = throttle.slots_free(census.held_by_others(run_id), ahead, wait.capacity)
+                fits = throttle.slots_free(census.held_by_others(run_id), ahead, wait.capacity)
                 if fits:  # a release came between the refusal and now: go again at once
                     woken += await self._wake(conn, [run_id], now)
             await self._notify(conn, woken)
@@ -349,13 +383,15 @@ class SqlLimits:
                     .where(limit_slots.c.name == row.name, limit_slots.c.key == row.key)
                 )
                 census = _Census(self._dated((await conn.execute(slots)).all()), now)
-                grants = throttle.window(json.loads(row.grants), throttle.ts(now), request.per_s)
+                grants = json.loads(row.grants)
                 usage.append(
                     throttle.usage_row(
                         request,
                         held=sum(1 for v in census.live.values() if v[0] == "held"),
-                        waiting=len(census.waiters()),
-                        in_window=len(grants),
+                        waiting=sum(1 for v in census.live.values() if v[0] != "held"),
+                        in_window=throttle.granted_in_window(
+                            grants, throttle.ts(now), request.per_s
+                        ),
                     )
                 )
         return usage
