@@ -10,19 +10,22 @@ that, the starts of ten seconds are within 10% of 200.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from abstractruntime import Runtime
+from abstractruntime.core.throttle import Request
 from abstractruntime.storage import SqlStore
 from tests.acceptance.limits_app import LIMITED, MAX_CONCURRENT, RATE
 from tests.acceptance.test_workers import count_completed, wait_until_completed
-from tests.helpers import EXE, eventually
+from tests.helpers import EXE, cli, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 LEASE_S = 2.0
@@ -180,3 +183,31 @@ async def test_rate_limit_holds_within_ten_percent_over_ten_seconds(
     assert abs(in_ten - budget) <= budget * 0.1, f"{in_ten} starts in {seconds:g} s: {per_second}"
     # Not for lack of demand: more runs than that were waiting for the budget all along.
     assert started >= budget * 1.1
+
+
+async def test_the_limits_command_shows_each_budgets_use(db_url: str, tmp_path: Path) -> None:
+    assert cli("limits", cwd=tmp_path, url=db_url).stdout.strip() == "(no limit has been used)"
+    slot = Request("concurrent:llm_call", "acme", "concurrent", "effect", 2)
+    rate = Request("rate:llm_call", "", "rate", "effect", 20, 3600.0)  # outlives the command
+    async with SqlStore(db_url) as store:
+        rt = Runtime(store=store)
+        run_id = await rt.start(workflow=LIMITED)
+        now = datetime.now(timezone.utc)
+        handle = await store.claim_run(run_id, "w", now, now + timedelta(seconds=60))
+        assert (await store.acquire_limits(run_id, handle.version, [slot, rate], now)).granted
+    result = cli("--json", "limits", cwd=tmp_path, url=db_url)
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["concurrent:llm_call"] == {
+        "name": "concurrent:llm_call",
+        "key": "acme",
+        "kind": "concurrent",
+        "scope": "effect",
+        "capacity": 2,
+        "per_s": None,
+        "used": 1,
+        "waiting": 0,
+    }
+    assert (rows["rate:llm_call"]["used"], rows["rate:llm_call"]["per_s"]) == (1, 3600.0)
+    table = cli("limits", cwd=tmp_path, url=db_url).stdout
+    assert "concurrent:llm_call  acme" in table and "20/3600s" in table
