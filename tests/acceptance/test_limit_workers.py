@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -24,6 +25,7 @@ from abstractruntime import Runtime
 from abstractruntime.core.throttle import Request
 from abstractruntime.storage import SqlStore
 from tests.acceptance.limits_app import LIMITED, MAX_CONCURRENT, RATE
+from tests.acceptance.test_docs import BLOCK, _env, blocks
 from tests.acceptance.test_workers import count_completed, wait_until_completed
 from tests.helpers import EXE, cli, eventually
 
@@ -211,3 +213,36 @@ async def test_the_limits_command_shows_each_budgets_use(db_url: str, tmp_path: 
     assert (rows["rate:llm_call"]["used"], rows["rate:llm_call"]["per_s"]) == (1, 3600.0)
     table = cli("limits", cwd=tmp_path, url=db_url).stdout
     assert "concurrent:llm_call  acme" in table and "20/3600s" in table
+
+
+def test_the_limits_section_of_operations_md_runs(tmp_path: Path) -> None:
+    section = (ROOT / "docs" / "operations.md").read_text().split("## Limits", 1)[1]
+    (tmp_path / "page.md").write_text(section.split("\n## ", 1)[0])
+    code = [c for lang, c in BLOCK.findall((tmp_path / "page.md").read_text()) if lang == "python"]
+    shell = "set -euo pipefail\n" + "\n".join(
+        c for lang, c in BLOCK.findall((tmp_path / "page.md").read_text()) if lang == "bash"
+    )
+    assert blocks("operations.md", "python")[0] == code[0]
+    ran = subprocess.run(
+        [sys.executable, "-c", code[0]],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "at most 2 calls at once" in ran.stdout
+    shown = subprocess.run(
+        ["bash", "-c", shell],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "rate:llm_call" in shown.stdout and "60/60s" in shown.stdout
+    assert "runs@summarise" in shown.stdout
