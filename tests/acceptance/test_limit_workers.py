@@ -97,6 +97,7 @@ def peak_concurrency(trace: list[tuple[str, str, int, float]], deaths: dict[int,
     return peak
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def test_max_concurrent_holds_across_workers_and_a_kill(
     db: str, request: pytest.FixtureRequest, tmp_path: Path
@@ -141,6 +142,7 @@ async def test_max_concurrent_holds_across_workers_and_a_kill(
     assert "Traceback" not in logs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def test_rate_limit_holds_within_ten_percent_over_ten_seconds(
     db: str, request: pytest.FixtureRequest, tmp_path: Path
@@ -177,12 +179,34 @@ async def test_rate_limit_holds_within_ten_percent_over_ten_seconds(
                 await asyncio.sleep(0.05)  # the feed's pace; nothing waits on it
     finally:
         stop(workers)
-    starts = sorted(at for kind, *_, at in read_trace(trace) if kind == "start")
+    trace_starts = {run: at for kind, run, _pid, at in read_trace(trace) if kind == "start"}
+    starts = sorted(trace_starts.values())
     first = starts[0]
     in_ten = sum(1 for at in starts if at < first + seconds)
     budget = RATE * seconds
     per_second = [sum(1 for at in starts if first + i <= at < first + i + 1) for i in range(11)]
-    assert abs(in_ten - budget) <= budget * 0.1, f"{in_ten} starts in {seconds:g} s: {per_second}"
+    # The limit holds: never more than the budget (and a tenth: a grant is taken up after its
+    # time), wherever the ten seconds start.
+    busiest = max(
+        sum(1 for other in starts[i:] if other < at + seconds) for i, at in enumerate(starts)
+    )
+    assert busiest <= budget * 1.1, f"{busiest} starts in {seconds:g} s: {per_second}"
+    # And it is held, not undershot: the grants the budget scheduled (a run's reserved time,
+    # or its start when it found room at once) are within 10% of the budget. Effects start when
+    # their workers take them up, which on a loaded machine can be later.
+    async with SqlStore(url) as store:
+        rt = Runtime(store=store)
+        scheduled = []
+        for run_id, at in trace_starts.items():
+            waits = [r for r in await rt.get_ledger(run_id) if r["status"] == "waiting"]
+            if waits:
+                at = datetime.fromisoformat(waits[-1]["result"]["retry_at"]).timestamp()
+            scheduled.append(at)
+    scheduled.sort()
+    granted = sum(1 for at in scheduled if at < scheduled[0] + seconds)
+    assert abs(granted - budget) <= budget * 0.1, (
+        f"{granted} grants scheduled in {seconds:g} s ({in_ten} started: {per_second})"
+    )
     # Not for lack of demand: more runs than that were waiting for the budget all along.
     assert started >= budget * 1.1
 
