@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -257,7 +258,8 @@ def test_the_limits_section_of_operations_md_runs(tmp_path: Path) -> None:
         check=False,
     )
     assert ran.returncode == 0, ran.stderr
-    assert "at most 2 calls at once" in ran.stdout
+    # Two calls at once at most (how many did overlap depends on timing: not asserted).
+    assert re.search(r"^all done; at most [12] calls at once$", ran.stdout, re.MULTILINE)
     shown = subprocess.run(
         ["bash", "-c", shell],
         cwd=tmp_path,
