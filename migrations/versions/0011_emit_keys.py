@@ -1,7 +1,7 @@
 """Idempotency keys of emit_event: the event a key buffered and the runs it resumed.
 
 Revision ID: 0011_emit_keys
-Revises: 0009_purge_index
+Revises: 0010_limits
 Create Date: 2026-11-29
 
 A new table only. (start's keys are derived run ids and answers' keys live in the ledger's
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011_emit_keys"
-down_revision: str | None = "0009_purge_index"
+down_revision: str | None = "0010_limits"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -47,6 +47,7 @@ from .core.registry import WorkflowRegistry
 from .core.runtime import Runtime
 from .core.snapshot import Snapshot
 from .core.spec import WorkflowSpec
+from .core.throttle import Limit
 from .errors import (
     AbstractRuntimeError,
     ArtifactNotFoundError,
@@ -99,6 +100,7 @@ __all__ = [
     "JsonFileRunStore",
     "JsonSnapshotStore",
     "JsonlLedgerStore",
+    "Limit",
     "NoRetryPolicy",
     "NotAnswerableError",
     "QueryableRunStore",

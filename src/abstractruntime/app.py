@@ -24,17 +24,19 @@ from .core.ports import Store
 from .core.registry import WorkflowRegistry
 from .core.snapshot import Snapshot
 from .core.spec import WorkflowSpec
+from .core.throttle import Limit, check_limits
 from .errors import AppLoadError, ConcurrentUpdateError, InvalidArgumentError, StoreError
 
 __all__ = ["App", "load_app", "snapshot_run"]
 
 #: What a dict app may hold.
-APP_KEYS = frozenset({"workflows", "effect_handlers", "effect_policy", "context"})
+APP_KEYS = frozenset({"workflows", "effect_handlers", "effect_policy", "context", "limits"})
 
 #: How an app may be given, for help texts.
 APP_FORMS = (
     "a WorkflowRegistry, a list of WorkflowSpec, a dict with 'workflows' and optionally "
-    "'effect_handlers', 'effect_policy', 'context', or a function (sync or async) returning one "
+    "'effect_handlers', 'effect_policy', 'context', 'limits', or a function (sync or async) "
+    "returning one "
     "(e.g. myapp.flows:registry)"
 )
 
@@ -47,6 +49,8 @@ class App:
     effect_handlers: dict[EffectType, Any] = field(default_factory=dict)
     effect_policy: EffectPolicy | None = None
     context: Any = None
+    #: Shared concurrency and rate limits (``RuntimeConfig.limits``) a worker enforces.
+    limits: tuple[Limit, ...] = ()
 
     def runtime_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of ``Runtime`` / ``create_scheduled_runtime`` this app sets."""
@@ -97,7 +101,7 @@ async def load_app(spec: str) -> App:
     if unknown or "workflows" not in target:
         raise AppLoadError(
             f"app {spec!r}: a dict app needs 'workflows' and may have "
-            f"'effect_handlers', 'effect_policy', 'context' (got {sorted(target)})"
+            f"'effect_handlers', 'effect_policy', 'context', 'limits' (got {sorted(target)})"
         )
     policy = target.get("effect_policy")
     if policy is not None and not isinstance(policy, EffectPolicy):
@@ -110,7 +114,15 @@ async def load_app(spec: str) -> App:
         _effect_handlers(spec, target.get("effect_handlers") or {}),
         policy,
         target.get("context"),
+        _limits(spec, target.get("limits") or ()),
     )
+
+
+def _limits(spec: str, limits: Any) -> tuple[Limit, ...]:
+    try:
+        return check_limits(limits)
+    except InvalidArgumentError as exc:
+        raise AppLoadError(f"app {spec!r}: {exc}") from exc
 
 
 def _registry_of(spec: str, target: Any) -> WorkflowRegistry:

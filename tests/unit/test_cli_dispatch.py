@@ -27,6 +27,7 @@ def test_every_group_dispatches_exactly_the_actions_it_parses() -> None:
         "ledger",
         "snapshot",
         "schedules",
+        "limits",
         "worker",
         "demo",
     ]

@@ -11,10 +11,11 @@ Exit status: 0 done; 1 a ledger chain is broken (``ledger verify``), or a bug, s
 traceback; 2 a user or database error (an ``AbstractRuntimeError``, or bad arguments), printed as
 one line (passwords masked), never a traceback.
 
-One module per command (``db``, ``runs``, ``ledger``, ``snapshot``, ``schedules``, ``worker``,
-``demo``), each with a ``configure_parser(subparsers, common)`` and a table of its actions'
-handlers; ``toplevel`` builds the parser and runs ``main``, which maps errors to exit statuses (it
-is not called ``main.py``: ``abstractruntime.cli.main`` is the function); ``output`` prints.
+One module per command (``db``, ``runs``, ``ledger``, ``snapshot``, ``schedules``, ``limits``,
+``worker``, ``demo``), each with a ``configure_parser(subparsers, common)`` and a table of its
+actions' handlers; ``toplevel`` builds the parser and runs ``main``, which maps errors to exit
+statuses (it is not called ``main.py``: ``abstractruntime.cli.main`` is the function); ``output``
+prints.
 """
 
 from __future__ import annotations

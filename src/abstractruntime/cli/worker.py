@@ -8,6 +8,7 @@ import logging
 import signal
 
 from ..app import load_app
+from ..core.config import RuntimeConfig
 from ..scheduler import create_scheduled_runtime
 from ..storage.sql import SqlStore
 from ..storage.sql.urls import mask_url
@@ -39,6 +40,7 @@ async def run_worker(args: argparse.Namespace, store: SqlStore) -> int:
         poll_interval_s=args.poll_interval,
         lease_s=args.lease,
         max_concurrency=args.max_concurrency,
+        config=RuntimeConfig(lease_s=args.lease, limits=app.limits),
         **app.runtime_kwargs(),
     )
     stop = asyncio.Event()

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from ..errors import InvalidArgumentError
 from .serde import utc_now
+from .throttle import Limit, check_limits
 
 
 def default_owner() -> str:
@@ -48,6 +49,8 @@ class RuntimeConfig:
             ``Scheduler`` purges the runs that ended longer ago, with their ledgers, snapshots
             and artifacts, in small batches in the background (``store.purge``).
         retention_interval_s: how often the scheduler starts a retention pass at most.
+        limits: concurrency and rate limits (``Limit``) shared by every worker of the store;
+            see ``core.throttle``.
 
     The original's resource limits, copied into each new run's ``vars["_limits"]`` by
     ``start`` (see ``to_limits_dict``) and checked by ``Runtime.check_limits``; the runtime
@@ -82,8 +85,10 @@ class RuntimeConfig:
     event_buffer_s: float = 0.0
     retention: timedelta | None = None
     retention_interval_s: float = 60.0
+    limits: Sequence[Limit] = ()
 
     def __post_init__(self) -> None:
+        self.limits = check_limits(self.limits)
         if self.lease_s <= 0:
             raise InvalidArgumentError("lease_s must be positive")
         if self.max_steps < 1:

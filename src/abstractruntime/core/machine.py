@@ -449,3 +449,37 @@ def fork(snapshot: Snapshot, now: datetime, run_id: str | None = None) -> Transi
         }
     }
     return Transition(state, record)
+
+
+def limit_wait(
+    committed: RunState,
+    record: StepRecord,
+    *,
+    until: datetime,
+    limit: dict[str, Any],
+    retry: dict[str, Any],
+    wait_key: str,
+    now: datetime,
+) -> Transition:
+    """A step refused by a concurrency or rate limit (``core.throttle``): the run waits, at
+    the latest until ``until``, and then runs the node again, like a retry that is not an
+    attempt (``retry["attempt"]`` stays where it was, the idempotency key is kept). A release
+    of the budget makes it due sooner. Like a failed attempt, the step keeps nothing it changed
+    (``committed`` is the last committed state)."""
+    node_id = record.node_id
+    committed.status, committed.current_node, committed.updated_at = (
+        RunStatus.WAITING,
+        node_id,
+        now,
+    )
+    committed.waiting = WaitState(
+        reason=WaitReason.UNTIL,
+        until=until,
+        wait_key=wait_key,
+        resume_to_node=node_id,
+        details={RETRY: retry, "limit": limit},
+    )
+    record.status = StepStatus.WAITING
+    record.result = {"limit": limit, "retry_at": iso(until)}
+    record.ended_at = now
+    return Transition(committed, record)

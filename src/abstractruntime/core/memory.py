@@ -50,6 +50,7 @@ from .retention import PurgeOps, Purging
 from .schedules import InMemoryScheduleStore
 from .serde import canonical_json, decode, encode, to_utc, utc_now
 from .snapshot import Snapshot
+from .throttle import MemoryLimits
 from .workers import MemoryWorkers
 
 
@@ -478,7 +479,7 @@ class InMemoryArtifactStore(ArtifactStore):
         return [m.copy() for m in newest_first((a.metadata for a in self._blobs.values()), limit)]
 
 
-class MemoryStore(MemoryEvents, MemoryWorkers, Purging):
+class MemoryStore(MemoryEvents, MemoryWorkers, MemoryLimits, Purging):
     """The ``Store`` interface over an ``InMemoryRunStore`` and an ``InMemoryLedgerStore``,
     with buffered events and messages (``core.events.MemoryEvents``).
 

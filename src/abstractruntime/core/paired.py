@@ -56,6 +56,7 @@ from .models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
 from .ports import ArtifactStore, LedgerHead, RunHandle, Served, SnapshotStore, Store
 from .schedules import InMemoryScheduleStore
 from .serde import decode
+from .throttle import MemoryLimits
 from .workers import MemoryWorkers
 
 #: ``limit`` passed to a queryable run store's ``list_runs`` to read every run.
@@ -86,7 +87,7 @@ def _copy(state_json: str) -> RunState:
     return RunState.from_dict(decode(state_json))
 
 
-class PairedStore(MemoryEvents, MemoryWorkers):
+class PairedStore(MemoryEvents, MemoryWorkers, MemoryLimits):
     """The ``Store`` interface over a run store and a ledger store (see the module docstring).
 
     Buffered events and messages live in this process's memory (``core.events.MemoryEvents``),

@@ -43,6 +43,7 @@ from .due import DueListeners
 from .effects import EffectHandler, EffectOutcome, accepting_next_node, builtin_handlers
 from .kernel import check_plan, due_at, encode_state
 from .leases import Leases
+from .limiter import Limiter
 from .machine import Failure, Transition
 from .models import (
     EffectType,
@@ -139,6 +140,8 @@ class Runtime:
             self._handlers[EffectType(effect_type)] = accepting_next_node(handler)
         #: The runs this runtime holds a lease on, and their heartbeat.
         self.leases = Leases(store, self._config)
+        #: Shared concurrency and rate limits (``RuntimeConfig.limits``, ``max_concurrent_runs``).
+        self.limiter = Limiter(self._config.limits, lambda wid: self.workflow_registry.get(wid))
         self._due = DueListeners()
         #: Closed by ``aclose``: what a factory (``create_remote_runtime``...) made for this
         #: runtime alone, such as its store or its HTTP client.
@@ -604,6 +607,7 @@ class Runtime:
         return handle
 
     async def _release(self, handle: RunHandle) -> None:
+        self.limiter.forget(handle.state.run_id)
         if handle.owner is not None:
             now = self.config.clock()
             await self.leases.release(handle, now)
@@ -700,6 +704,9 @@ class Runtime:
                 payload = await subworkflows.child_result(self, waiting)
             else:
                 payload = machine.timer_payload(waiting, self.config.clock())
+                if payload is None:  # a limit wait woken by a release goes on at once
+                    claimed = held.handle.owner is not None
+                    payload = self.limiter.ready(waiting, claimed, self.config.clock())
             now = self.config.clock()
             # A child's output wins over the timeout; a child that failed or was cancelled after
             # the deadline (a timed-out parent cancels it first) does not.
@@ -742,6 +749,15 @@ class Runtime:
         state = held.state
         node_id = state.current_node or ""
         record = machine.new_record(state, self.config.clock(), StepStatus.COMPLETED)
+        refused = await self.limiter.admit(
+            self.store, workflow, held.handle, bool(held.pending), retry, record.started_at
+        )
+        if refused is not None:  # max_concurrent_runs: wait durably for a run of it to end
+            wait = self.limiter.wait(
+                self._committed_state(held), record, refused, record.started_at, admission=True
+            )
+            await self._commit(held, wait)
+            return
         handler = workflow.nodes.get(node_id)
         if handler is None:
             missing = f"workflow {workflow.workflow_id!r} has no node {node_id!r}"
@@ -814,6 +830,10 @@ class Runtime:
             return Failure(
                 f"no handler for effect {name!r}; pass effect_handlers={{EffectType...: ...}}"
             )
+        now = self.config.clock()
+        refused = await self.limiter.before_effect(self.store, held.handle, effect, now)
+        if refused is not None:  # a limit has no room: wait durably, not in memory
+            return self.limiter.wait(self._committed_state(held), record, refused, now)
         try:
             if handler is None:
                 outcome = await subworkflows.start(self, held.handle, effect)
@@ -914,7 +934,8 @@ class Runtime:
         now = self.config.clock()
         lease_until = self.leases.until(now) if handle.owner else None
         handle = self.leases.track(
-            await self.store.commit_step(
+            await self.limiter.commit(
+                self.store,
                 handle,
                 state,
                 state_json,

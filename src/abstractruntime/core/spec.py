@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from ..errors import InvalidWorkflowError
 from .models import DEFAULT_WORKFLOW_VERSION, RunState, StepPlan
+from .throttle import check_max_concurrent_runs
 
 
 class RunContext(Protocol):
@@ -29,14 +30,20 @@ class WorkflowSpec:
     versions of one workflow, and a worker claims only the runs of the versions it has, so old
     and new workers can share one database during a deploy. ``Runtime.migrate_runs`` moves
     waiting runs to another version on purpose.
+    ``max_concurrent_runs=N``: at most N runs of the workflow started and not finished
+    (running or waiting) across every worker of the store; a run started beyond that is stored
+    at once but waits durably, and is admitted in order of arrival when one ends
+    (``core.throttle``).
     """
 
     workflow_id: str
     entry_node: str
     nodes: dict[str, NodeHandler] = field(default_factory=dict)
     version: str = DEFAULT_WORKFLOW_VERSION
+    max_concurrent_runs: int | None = None
 
     def __post_init__(self) -> None:
+        check_max_concurrent_runs(str(self.workflow_id), self.max_concurrent_runs)
         if not isinstance(self.workflow_id, str) or not self.workflow_id:
             raise InvalidWorkflowError("WorkflowSpec.workflow_id must be a non-empty string")
         version = self.version

@@ -358,3 +358,44 @@ workers = sa.Table(
     # [[workflow_id, version], ...]
     sa.Column("serves", sa.JSON(), nullable=False),
 )
+
+limit_budgets = sa.Table(
+    "abstractruntime_limit_budgets",
+    metadata,
+    # One row per shared budget (``core.throttle``): a limit's name and key value. Every
+    # acquisition and release locks it first (``SELECT ... FOR UPDATE``; SQLite's one writer),
+    # so the decisions on one budget are serial across processes. A rate budget keeps the
+    # grant times of its current window (epoch seconds, a JSON list of at most ``capacity``).
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("scope", sa.String(16), nullable=False),
+    # As the newest process to use it declared it (for ``abstractruntime limits``).
+    sa.Column("capacity", sa.Integer(), nullable=False),
+    sa.Column("per_s", sa.Float(), nullable=False),
+    sa.Column("grants", sa.Text(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+limit_slots = sa.Table(
+    "abstractruntime_limit_slots",
+    metadata,
+    # A run's slot in a budget (``kind`` "held") or its place in the budget's queue ("waiting",
+    # in the order of ``since``). A held effect slot lives while its run's claim at ``version``
+    # holds its lease; a run's slot (``max_concurrent_runs``) until the run ends. Rows go with
+    # their run.
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column(
+        "run_id",
+        sa.String(_LENGTH["run_id"]),
+        sa.ForeignKey(runs.c.run_id, ondelete="CASCADE", name="fk_abstractruntime_limit_slots_run"),
+        primary_key=True,
+    ),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("scope", sa.String(16), nullable=False),
+    sa.Column("version", sa.BigInteger(), nullable=False),
+    sa.Column("since", UTCDateTime(), nullable=False),
+    # A run's rows, to drop its waiter rows elsewhere when it is granted or waits anew.
+    sa.Index(None, "run_id"),
+)

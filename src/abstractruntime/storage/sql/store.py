@@ -42,6 +42,7 @@ from .artifacts import SqlArtifactStore
 from .backend import SqlBackend
 from .backup import BackupResult, backup_sqlite
 from .events import SqlEvents
+from .limits import SqlLimits
 from .postgres import PostgresBackend
 from .retention import SqlRetention
 from .schedules import SqlScheduleStore
@@ -80,7 +81,7 @@ def _handle(row: HandleRow | Any, owner: str | None = None) -> RunHandle:
     return RunHandle(RunState.from_dict(decode(state_json)), version, seq, head, state_json, owner)
 
 
-class SqlStore(SqlEvents, SqlWorkers, SqlRetention):
+class SqlStore(SqlEvents, SqlWorkers, SqlRetention, SqlLimits):
     """Runs and ledgers in a SQL database, each step committed in one transaction; buffered
     events and messages too (``events.SqlEvents``), the live workers (``workers``), and
     ``purge`` (``retention.SqlRetention``).
