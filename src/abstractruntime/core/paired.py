@@ -405,6 +405,7 @@ class PairedStore(MemoryEvents, MemoryWorkers):
         order: str = "updated",
         deadline_before: datetime | None = None,
         workflow_version: str | None = None,
+        after: tuple[datetime, str] | None = None,
     ) -> list[RunState]:
         await self._discover()
         found = select_runs(
@@ -419,6 +420,7 @@ class PairedStore(MemoryEvents, MemoryWorkers):
             order=order,
             deadline_before=deadline_before,
             workflow_version=workflow_version,
+            after=after,
         )
         return [_copy(r.state_json) for r in found]
 
