@@ -175,7 +175,8 @@ def api_routes(ctx: WebContext) -> list[Route]:
         return _json({"prompts": [ops.prompt_view(s) for s in await ops.inbox(rt, limit)]})
 
     async def openapi(request: Request) -> Response:
-        return _json(openapi_document(request.scope.get("root_path", "") + "/api/v1"))
+        # Inside the /api/v1 mount, root_path is the API's own prefix (a parent mount's too).
+        return _json(openapi_document(request.scope.get("root_path", "")))
 
     return [
         Route("/workflows", workflows, methods=["GET"]),

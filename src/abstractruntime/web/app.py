@@ -138,9 +138,9 @@ def create_app(
                 if not guard.session_ok(cookie):
                     if request.method in _UNSAFE:
                         raise HttpError(401, "Unauthorized", "log in first")
-                    target = quote(
-                        request.url.path + (f"?{request.url.query}" if request.url.query else "")
-                    )
+                    path, root = request.url.path, root_of(request)
+                    query = f"?{request.url.query}" if request.url.query else ""
+                    target = quote((path[len(root) :] if path.startswith(root) else path) + query)
                     return RedirectResponse(f"{root_of(request)}/login?next={target}", 303)
                 if request.method in _UNSAFE:
                     form = await request.form()
@@ -194,7 +194,8 @@ def create_app(
     async def not_found(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         message = "no such endpoint" if status == 404 else str(getattr(exc, "detail", exc))
-        if request.url.path.startswith(f"{root_of(request)}/api/"):
+        root = root_of(request)
+        if root.endswith("/api/v1") or request.url.path.startswith(f"{root}/api/"):
             kind = "NotFound" if status == 404 else "MethodNotAllowed"
             return JSONResponse({"error": {"type": kind, "message": message}}, status)
         return render(
