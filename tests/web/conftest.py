@@ -111,7 +111,7 @@ def serve_process(db_url: str, *extra: str, token: str | None = TOKEN) -> Iterat
     ]
     if token is not None:
         args += ["--token", token]
-    log = tempfile.TemporaryFile(mode="w+")
+    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in the finally below)
     process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

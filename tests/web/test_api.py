@@ -246,7 +246,7 @@ async def test_two_processes_answer_the_same_prompt_once(db_url: str) -> None:
                 )
                 run_id = started.json()["run_id"]
 
-                async def check() -> bool:
+                async def check(run_id: str = run_id) -> bool:
                     got = await c.get(f"{one}/api/v1/runs/{run_id}", headers=AUTH)
                     return bool(got.json()["status"] == "waiting")
 
