@@ -9,13 +9,17 @@ from tests.workflows import APPROVAL, counter, parent_of, waiter
 XSS = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'
 
 
-def _ask(node: str, prompt: str, next_node: str) -> object:
+def _ask(node: str, prompt: str, next_node: str, *, free_text: bool = True) -> object:
     def handler(run: RunState, ctx: object) -> StepPlan:
         return StepPlan(
             node_id=node,
             effect=Effect(
                 EffectType.ASK_USER,
-                {"prompt": prompt.format(**run.vars), "choices": ["yes", "no"]},
+                {
+                    "prompt": prompt.format(**run.vars),
+                    "choices": ["yes", "no"],
+                    "allow_free_text": free_text,
+                },
                 result_key=node,
             ),
             next_node=next_node,
@@ -44,9 +48,28 @@ PROBE = WorkflowSpec(
 )
 
 
+STRICT = WorkflowSpec(
+    "strict",
+    "ask",
+    {
+        "ask": _ask("ask", "Yes or no only?", "done", free_text=False),
+        "done": lambda run, ctx: StepPlan(node_id="done", complete_output=dict(run.vars["ask"])),
+    },
+)
+
+
 def registry() -> WorkflowRegistry:
     return WorkflowRegistry(
-        [APPROVAL, TWO_ASKS, PROBE, counter(2), waiter(), parent_of("waiter"), waiter_child()]
+        [
+            APPROVAL,
+            TWO_ASKS,
+            PROBE,
+            STRICT,
+            counter(2),
+            waiter(),
+            parent_of("waiter"),
+            waiter_child(),
+        ]
     )
 
 

@@ -136,4 +136,6 @@ def serve_process(db_url: str, *extra: str, token: str | None = TOKEN) -> Iterat
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
-        log.close()
+            raise AssertionError("serve did not stop within 15s of SIGTERM") from None
+        finally:
+            log.close()

@@ -238,8 +238,9 @@ async def test_events_cancel_tree_and_the_stream(db_url: str) -> None:
 
 
 async def test_two_processes_answer_the_same_prompt_once(db_url: str) -> None:
-    with serve_process(db_url) as one, serve_process(db_url, "--no-scheduler") as two:
-        async with httpx.AsyncClient(timeout=30) as c:
+    # The client outlives the servers: its streams are still open when they are told to stop.
+    async with httpx.AsyncClient(timeout=30) as c:
+        with serve_process(db_url) as one, serve_process(db_url, "--no-scheduler") as two:
             for _ in range(3):
                 started = await c.post(
                     f"{one}/api/v1/workflows/approval/runs", json={}, headers=AUTH
@@ -270,6 +271,18 @@ async def test_two_processes_answer_the_same_prompt_once(db_url: str) -> None:
                     "records"
                 ]
                 assert sum(r["node_id"] == "done" for r in records) == 1  # applied once
+            # A stream left open on a waiting run does not keep a server from stopping (the
+            # context managers' exit checks that both stop within 15s of SIGTERM).
+            waiting = await c.post(f"{one}/api/v1/workflows/waiter/runs", json={}, headers=AUTH)
+            streams = [
+                c.stream(
+                    "GET", f"{url}/api/v1/runs/{waiting.json()['run_id']}/stream", headers=AUTH
+                )
+                for url in (one, two)
+            ]
+            for stream in streams:
+                response = await stream.__aenter__()
+                assert response.status_code == 200
 
 
 def test_openapi_lists_every_route() -> None:

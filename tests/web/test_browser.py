@@ -37,7 +37,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
 
 
 @pytest.fixture(scope="module")
-def driver() -> Iterator[Any]:
+def driver(server: tuple[str, str]) -> Iterator[Any]:  # quits before the server stops
     if not (CHROMIUM and DRIVER):
         message = (
             "the browser tests need chromium and chromedriver "

@@ -134,6 +134,25 @@ async def test_console_reads_with_filters_and_snapshots_and_forks(sqlite_url: st
         assert missing.status_code == 404 and "unknown run" in missing.text
 
 
+async def test_a_prompt_without_free_text_takes_only_its_choices(sqlite_url: str) -> None:
+    async with served(sqlite_url) as web:
+        c = web.client
+        await _login(c)
+        run_id = (await c.post("/api/v1/workflows/strict/runs", json={}, headers=AUTH)).json()[
+            "run_id"
+        ]
+        html = await _wait_for_prompt(c, run_id)
+        assert 'name="text"' not in html.split(f'id="prompt-{run_id}"')[1].split("</li>")[0]
+        form = f"/inbox/{run_id}/respond"
+        refused = await c.post(form, data={"text": "maybe", "csrf_token": _csrf(html)})
+        assert refused.status_code == 422 and "answer one of yes, no" in refused.text
+        assert (await c.get(f"/api/v1/runs/{run_id}", headers=AUTH)).json()["status"] == "waiting"
+        ok = await c.post(form, data={"choice": "no", "csrf_token": _csrf(html)})
+        assert ok.status_code == 303
+        state = (await c.get(f"/api/v1/runs/{run_id}", headers=AUTH)).json()
+        assert state["output"] == {"answer": "no"}
+
+
 def test_serve_refuses_to_run_unguarded(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, sqlite_url: str
 ) -> None:

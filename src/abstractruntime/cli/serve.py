@@ -15,6 +15,7 @@ from ..storage.sql.urls import mask_url
 from .base import APP_HELP, EXIT_OK, CliError, Parser, Subparsers, positive_float
 
 TOKEN_ENV = "ABSTRACTRUNTIME_TOKEN"
+GRACEFUL_SHUTDOWN_S = 3
 
 
 def is_loopback(host: str) -> bool:
@@ -72,7 +73,14 @@ async def serve(args: argparse.Namespace, store: SqlStore) -> int:
     try:
         web = create_app(sr, token=token, no_auth=args.no_auth)
         config = uvicorn.Config(
-            web, host=args.host, port=args.port, log_level="info", lifespan="off"
+            web,
+            host=args.host,
+            port=args.port,
+            log_level="info",
+            lifespan="off",
+            # Ledger streams of waiting runs never end by themselves: on SIGTERM they get
+            # this long, then are cut (a browser's EventSource reconnects elsewhere).
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         )
         server = uvicorn.Server(config)
         logging.getLogger("abstractruntime.web").info(

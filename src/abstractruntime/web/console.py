@@ -86,6 +86,14 @@ def console_routes(ctx: WebContext) -> list[Route]:
         value = form.get("choice") or form.get("text", "").strip()
         if not value:
             raise unprocessable("pick a choice or write an answer")
+        waiting = (await rt.get_state(run_id)).waiting
+        if (
+            waiting is not None
+            and waiting.choices
+            and not waiting.allow_free_text
+            and value not in waiting.choices
+        ):
+            raise unprocessable(f"answer one of {', '.join(waiting.choices)}; got {value!r}")
         await ops.respond(rt, run_id, {ANSWER_KEY: value})
         return redirect(request, f"/runs/{run_id}?answered=1")
 
