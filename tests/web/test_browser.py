@@ -198,6 +198,12 @@ def test_the_ledger_grows_while_another_process_resumes(
         "the new record is not shown",
     )
     wait(driver, lambda d: d.find_element(By.ID, "run-status").text == "waiting", "not waiting")
+
+    def current(d: Any) -> str:  # the node the path outlines as where the run is
+        return str(d.find_element(By.CSS_SELECTOR, "#path-card svg .node.waiting text").text)
+
+    wait(driver, lambda d: current(d) == "second", "the path did not follow the run")
+    assert "Second question?" in driver.find_element(By.ID, "state-card").text
     if os.environ.get("ABSTRACTRUNTIME_SCREENSHOTS"):
         driver.refresh()  # the graph is drawn by the server: show the path so far
         wait(driver, lambda d: d.find_element(By.ID, "run-status").text == "waiting", "reload")
@@ -207,6 +213,11 @@ def test_the_ledger_grows_while_another_process_resumes(
         driver,
         lambda d: d.find_element(By.ID, "run-status").text == "completed",
         "the end of the run did not reach the page",
+    )
+    wait(
+        driver,
+        lambda d: d.find_elements(By.CSS_SELECTOR, "#path-card svg .node.done"),
+        "the path does not show the run done",
     )
     shown = [n.text for n in driver.find_elements(By.CSS_SELECTOR, "#timeline .record .seq")]
     assert shown == [f"#{i}" for i in range(len(shown))]  # each record once, in order

@@ -46,6 +46,7 @@
       sent = index + 1;
       timeline.dataset.sent = String(sent);
       if (count) count.textContent = String(sent);
+      document.body.dispatchEvent(new CustomEvent("ledger-grew"));  // htmx refreshes state and path
       if (status) {
         var live = JSON.parse(event.data).status === "waiting" ? "waiting" : "running";
         status.textContent = live;
@@ -60,7 +61,8 @@
         status.textContent = end.status;
         status.className = "status " + end.status;
       }
-      if (note) note.textContent = "The run has finished (" + end.status + "). Reload for its final state.";
+      if (note) note.textContent = "The run has finished (" + end.status + ").";
+      document.body.dispatchEvent(new CustomEvent("ledger-grew"));
     });
     source.onerror = function () {
       if (note && timeline.dataset.finished !== "yes") note.textContent = "Reconnecting…";
