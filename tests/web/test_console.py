@@ -10,7 +10,7 @@ import pytest
 
 from abstractruntime.cli import main
 from tests.web.app import XSS
-from tests.web.conftest import AUTH, TOKEN, served
+from tests.web.conftest import AUTH, TOKEN, serve_process, served
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -164,3 +164,35 @@ def test_serve_refuses_to_run_unguarded(
     assert "loopback" in capsys.readouterr().err
     assert main([*base, "--no-auth", "--token", TOKEN]) == 2
     assert "conflict" in capsys.readouterr().err
+
+
+async def test_without_a_token_changes_must_be_json(sqlite_url: str) -> None:
+    async with served(sqlite_url, token=None, no_auth=True) as web:
+        c = web.client
+        assert (await c.get("/inbox")).status_code == 200  # no login page
+        assert (await c.get("/login")).headers["location"] == "/inbox"
+        started = await c.post("/api/v1/workflows/approval/runs", json={})
+        assert started.status_code == 201
+        run_id = started.json()["run_id"]
+        # What a page of another site can send to a loopback server: a form, or text.
+        for headers in ({"content-type": "text/plain"}, {}):
+            forged = await c.post(f"/api/v1/runs/{run_id}/cancel", content=b"", headers=headers)
+            assert forged.status_code == 415, forged.text
+            assert forged.json()["error"]["type"] == "UnsupportedMediaType"
+        assert (await c.get(f"/api/v1/runs/{run_id}")).json()["status"] != "cancelled"
+        ok = await c.post(f"/api/v1/runs/{run_id}/cancel", json={})
+        assert ok.status_code == 200 and ok.json()["status"] == "cancelled"
+        # The console's forms still need their CSRF token.
+        html = (await c.get(f"/runs/{run_id}")).text
+        assert (await c.post(f"/runs/{run_id}/snapshot", data={"name": "x"})).status_code == 403
+        done = await c.post(
+            f"/runs/{run_id}/snapshot", data={"name": "x", "csrf_token": _csrf(html)}
+        )
+        assert done.status_code == 303
+
+
+def test_serve_without_a_token_answers_only_loopback_names(sqlite_url: str) -> None:
+    with serve_process(sqlite_url, "--no-auth", token=None) as url:
+        assert httpx.get(f"{url}/api/v1/workflows").status_code == 200
+        rebound = httpx.get(f"{url}/api/v1/workflows", headers={"host": "evil.example"})
+        assert rebound.status_code == 400

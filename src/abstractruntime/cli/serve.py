@@ -7,6 +7,7 @@ import argparse
 import ipaddress
 import logging
 import os
+from typing import Any
 
 from ..app import load_app
 from ..scheduler import create_scheduled_runtime
@@ -71,7 +72,13 @@ async def serve(args: argparse.Namespace, store: SqlStore) -> int:
         **app_spec.runtime_kwargs(),
     )
     try:
-        web = create_app(sr, token=token, no_auth=args.no_auth)
+        web: Any = create_app(sr, token=token, no_auth=args.no_auth)
+        if args.no_auth:
+            # Unguarded on loopback: refuse other Host names, so that a site whose name
+            # resolves to 127.0.0.1 (DNS rebinding) cannot drive the API from a browser.
+            from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+            web = TrustedHostMiddleware(web, allowed_hosts=["127.0.0.1", "localhost", args.host])
         config = uvicorn.Config(
             web,
             host=args.host,

@@ -109,6 +109,8 @@ def create_app(
     def api_guarded(endpoint: Endpoint) -> Endpoint:
         async def guarded(request: Request) -> Response:
             try:
+                if not guard.enabled and request.method in _UNSAFE:
+                    _check_json_request(request)
                 if guard.enabled and not guard.bearer_ok(request.headers.get("authorization")):
                     cookie = request.cookies.get(COOKIE)
                     if not guard.session_ok(cookie):
@@ -219,6 +221,19 @@ def create_app(
     app.add_middleware(_SecurityHeaders)
     app.state.web = ctx
     return app
+
+
+def _check_json_request(request: Request) -> None:
+    """Without a token, a change must come as ``application/json``: a page of another site can
+    post a form or text to a loopback server, but not JSON without a CORS preflight, which
+    this app never grants."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise HttpError(
+            415,
+            "UnsupportedMediaType",
+            "without a token, changes must be sent with Content-Type: application/json",
+        )
 
 
 def _safe_next(request: Request, given: Any = None) -> str:
