@@ -61,7 +61,7 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                     "200": _ok(
                         "the key's run, started before", {"$ref": "#/components/schemas/Started"}
                     ),
-                    **_errors(404, 413, 422),
+                    **_errors(404, 413, 415, 422),
                 },
             }
         },
@@ -137,7 +137,10 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                 "summary": "Answer the run's wait (an ask_user prompt), whatever its key",
                 "parameters": [_RUN_ID],
                 "requestBody": _body({"payload": {"type": "object"}}),
-                "responses": {"200": _ok("the state after", _STATE), **_errors(404, 409, 413, 422)},
+                "responses": {
+                    "200": _ok("the state after", _STATE),
+                    **_errors(404, 409, 413, 415, 422),
+                },
             }
         },
         "/runs/{run_id}/resume": {
@@ -147,7 +150,10 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                 "requestBody": _body(
                     {"wait_key": {"type": "string"}, "payload": {"type": "object"}}
                 ),
-                "responses": {"200": _ok("the state after", _STATE), **_errors(404, 409, 413, 422)},
+                "responses": {
+                    "200": _ok("the state after", _STATE),
+                    **_errors(404, 409, 413, 415, 422),
+                },
             }
         },
         "/runs/{run_id}/cancel": {
@@ -165,7 +171,7 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                 "requestBody": _body({"reason": {"type": "string"}}),
                 "responses": {
                     "200": _ok("the run's state, with `cancelled`: the run ids cancelled"),
-                    **_errors(404, 409, 422),
+                    **_errors(404, 409, 415, 422),
                 },
             }
         },
@@ -197,7 +203,7 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                             },
                         },
                     ),
-                    **_errors(413, 422),
+                    **_errors(413, 415, 422),
                 },
             }
         },
