@@ -29,6 +29,7 @@ def test_every_group_dispatches_exactly_the_actions_it_parses() -> None:
         "schedules",
         "limits",
         "worker",
+        "serve",
         "demo",
     ]
     groups = {m.__name__.rpartition(".")[2]: m for m in COMMANDS if hasattr(m, "ACTIONS")}

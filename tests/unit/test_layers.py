@@ -60,3 +60,20 @@ def test_making_a_sql_store_loads_the_drivers() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "sqlalchemy" in out.stdout.split()
+
+
+def test_importing_the_package_and_its_cli_loads_no_web_framework() -> None:
+    """The [web] extra is optional: only ``abstractruntime.web`` (and ``serve``, when it runs)
+    loads Starlette, Jinja2 or uvicorn."""
+    web = ("starlette", "jinja2", "uvicorn", "multipart")
+    code = (
+        "import sys, abstractruntime, abstractruntime.storage, abstractruntime.scheduler\n"
+        "import abstractruntime.cli\n"
+        f"print(' '.join(m for m in {web!r} if m in sys.modules))\n"
+        "import abstractruntime.web\n"
+        f"print(' '.join(m for m in {web!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    before, after = out.stdout.split("\n")[:2]
+    assert before == ""
+    assert "starlette" in after.split() and "jinja2" in after.split()

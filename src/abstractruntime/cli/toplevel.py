@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from ..errors import AbstractRuntimeError
 from ..storage.sql import SqlStore
 from ..storage.sql.urls import DEFAULT_DATABASE_URL, mask_url, normalize_url
-from . import db, demo, events, ledger, limits, runs, schedules, snapshot, worker
+from . import db, demo, events, ledger, limits, runs, schedules, serve, snapshot, worker
 from .base import EXIT_USAGE, CliError, Parser
 
 URL_ENV = "ABSTRACTRUNTIME_DATABASE_URL"
@@ -21,7 +21,7 @@ URL_ENV = "ABSTRACTRUNTIME_DATABASE_URL"
 EXIT_BUG = 1
 
 #: The command modules, in the order of ``--help``; each adds its parser and handler.
-COMMANDS = (db, runs, events, ledger, snapshot, schedules, limits, worker, demo)
+COMMANDS = (db, runs, events, ledger, snapshot, schedules, limits, worker, serve, demo)
 
 
 def _common_options(*, in_subcommand: bool) -> Parser:

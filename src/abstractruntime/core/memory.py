@@ -25,7 +25,7 @@ from ..errors import (
     RunLeasedError,
     RunNotFoundError,
 )
-from . import timeouts
+from . import pages, timeouts
 from .artifacts import (
     DEFAULT_CONTENT_TYPE,
     Artifact,
@@ -244,11 +244,14 @@ def select_runs(
     order: str = "updated",
     deadline_before: datetime | None = None,
     workflow_version: str | None = None,
+    after: pages.RunKey | None = None,
 ) -> list[Held]:
-    """The stored runs passing every given filter, most recently updated first (with
-    ``due_by``: earliest ``until`` first; ``order="deadline"`` or ``deadline_before``: earliest
-    deadline first, runs without one last); the list filters of the in-memory stores."""
+    """The stored runs passing every given filter, most recently updated first, ties by run id
+    (with ``due_by``: earliest ``until`` first; ``order="deadline"`` or ``deadline_before``:
+    earliest deadline first, runs without one last; ``after``: the keyset page that follows a
+    run, see ``core.pages``); the list filters of the in-memory stores."""
     timeouts.check_order(order)
+    after = pages.check_after(after, order=order, due_by=due_by, deadline_before=deadline_before)
     found = []
     for stored in stored_runs:
         state, waiting = stored.state, stored.state.waiting
@@ -261,13 +264,15 @@ def select_runs(
             and (wait_key is None or (waiting and waiting.wait_key == wait_key))
             and (due_by is None or _due_by(state, due_by))
             and (deadline_before is None or _deadline_by(state, deadline_before))
+            and (after is None or pages.follows(state, after))
         ):
             found.append(stored)
     if due_by is None and (order == "deadline" or deadline_before is not None):
         found = _by_deadline(found)
     elif due_by is not None:
         found.sort(key=lambda s: (s.state.waiting and s.state.waiting.until, s.state.run_id))
-    else:
+    else:  # as SQL orders them: updated_at descending, then run_id ascending
+        found.sort(key=lambda s: s.state.run_id)
         found.sort(key=lambda s: s.state.updated_at, reverse=True)
     return found if limit is None else found[: max(limit, 0)]
 
@@ -666,6 +671,7 @@ class MemoryStore(MemoryEvents, MemoryWorkers, MemoryLimits, Purging):
         order: str = "updated",
         deadline_before: datetime | None = None,
         workflow_version: str | None = None,
+        after: pages.RunKey | None = None,
     ) -> list[RunState]:
         check_limit(limit)
         return _states(
@@ -681,6 +687,7 @@ class MemoryStore(MemoryEvents, MemoryWorkers, MemoryLimits, Purging):
                 order=order,
                 deadline_before=deadline_before,
                 workflow_version=workflow_version,
+                after=after,
             )
         )
 

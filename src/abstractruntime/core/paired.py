@@ -406,6 +406,7 @@ class PairedStore(MemoryEvents, MemoryWorkers, MemoryLimits):
         order: str = "updated",
         deadline_before: datetime | None = None,
         workflow_version: str | None = None,
+        after: tuple[datetime, str] | None = None,
     ) -> list[RunState]:
         check_limit(limit)
         await self._discover()
@@ -421,6 +422,7 @@ class PairedStore(MemoryEvents, MemoryWorkers, MemoryLimits):
             order=order,
             deadline_before=deadline_before,
             workflow_version=workflow_version,
+            after=after,
         )
         return [_copy(r.state_json) for r in found]
 

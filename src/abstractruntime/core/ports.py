@@ -410,8 +410,13 @@ class Store(Protocol):
         order: str = "updated",
         deadline_before: datetime | None = None,
         workflow_version: str | None = None,
+        after: tuple[datetime, str] | None = None,
     ) -> list[RunState]:
-        """Runs matching every given filter, most recently updated first.
+        """Runs matching every given filter, most recently updated first (ties by run id).
+
+        ``after``: a keyset cursor, the ``(updated_at, run_id)`` of the last run of the page
+        before (``core.pages.key_of``); only the runs that follow it in this order. Only with
+        the default order (``InvalidArgumentError`` otherwise).
 
         ``workflow_version``: only the runs on that version of their workflow.
 

@@ -582,8 +582,10 @@ def list_runs_query(
     deadline: bool | None = None,
     deadline_before: datetime | None = None,
     workflow_version: str | None = None,
+    after: tuple[datetime, str] | None = None,
 ) -> sa.Select[Any]:
-    """The states of the runs passing every given filter, most recently updated first; with
+    """The states of the runs passing every given filter, most recently updated first (then
+    by run id; ``after``: only the runs following that ``(updated_at, run_id)`` key); with
     ``due_by``, the runs waiting until a time at or before it, earliest first.
 
     ``deadline=True``: only runs with a deadline (``wait_until``: a wait's ``until`` or its
@@ -619,6 +621,13 @@ def list_runs_query(
                 query = query.where(runs.c.wait_until <= deadline_before)
             # By the deadline alone, the index's order: a tie-breaker would make a sort.
             return query.order_by(runs.c.wait_until).limit(limit)
+    if after is not None:
+        query = query.where(
+            sa.or_(
+                runs.c.updated_at < after[0],
+                sa.and_(runs.c.updated_at == after[0], runs.c.run_id > after[1]),
+            )
+        )
     return query.order_by(runs.c.updated_at.desc(), runs.c.run_id).limit(limit)
 
 

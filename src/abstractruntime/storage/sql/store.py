@@ -30,7 +30,7 @@ import sqlalchemy.exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...core import timeouts
+from ...core import pages, timeouts
 from ...core.kernel import check_limit, due_at, unstorable
 from ...core.ledger import LedgerRow, chain_records
 from ...core.models import RunState, RunStatus, StepRecord, WaitReason
@@ -465,9 +465,13 @@ class SqlStore(SqlEvents, SqlWorkers, SqlRetention, SqlLimits):
         order: str = "updated",
         deadline_before: datetime | None = None,
         workflow_version: str | None = None,
+        after: tuple[datetime, str] | None = None,
     ) -> list[RunState]:
         check_limit(limit)
         timeouts.check_order(order)
+        after = pages.check_after(
+            after, order=order, due_by=due_by, deadline_before=deadline_before
+        )
         if unstorable(workflow_id, wait_key, parent_run_id, workflow_version):
             return []
         await self._ensure_ready()
@@ -485,6 +489,7 @@ class SqlStore(SqlEvents, SqlWorkers, SqlRetention, SqlLimits):
                 deadline=deadline,
                 deadline_before=deadline_before,
                 workflow_version=workflow_version,
+                after=after,
             )
 
         async with self._reaching("cannot read"), self.engine.connect() as conn:
