@@ -14,14 +14,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ...core.kernel import due_at, unstorable
-from ...core.ledger import chain_records
-from ...core.models import RunState, RunStatus, StepRecord
+from ...core.kernel import unstorable
+from ...core.models import RunState, StepRecord
 from ...core.ports import Delivery, RunHandle
 from ...core.serde import decode
 from ...errors import ConcurrentUpdateError, RunNotFoundError
 from . import statements
-from .schema import RawJSON
 
 if TYPE_CHECKING:
     import contextlib
@@ -123,21 +121,8 @@ class SqlEvents:
     ) -> RunHandle:
         await self._ensure_ready()
         run_id = state.run_id
-        dicts, head = chain_records(records, handle.head, max_record_bytes)
-        rows = []
-        for offset, (data, record) in enumerate(zip(dicts, records, strict=True)):
-            row = statements.record_values(run_id, handle.seq + offset, data, record)
-            row["record"] = RawJSON(row["record"])
-            rows.append(row)
-        keep = lease_until is not None and state.status is RunStatus.RUNNING
-        values = statements.run_values(state, state_json)
-        values.update(
-            state=RawJSON(state_json),
-            ledger_seq=handle.seq + len(rows),
-            ledger_head=head,
-            lease_owner=handle.owner if keep else None,
-            lease_expires_at=lease_until if keep else None,
-            due_at=lease_until if keep else due_at(state, now, committing=True),
+        values, rows = statements.cold_commit_values(
+            handle, state, state_json, records, now, lease_until, max_record_bytes
         )
         where = f"could not deliver to run {run_id!r} in"
         async with self._reaching(where), self._write() as conn:
@@ -160,8 +145,7 @@ class SqlEvents:
                 parent = state.parent_run_id
                 if (await conn.execute(statements.mark_parent_due(parent, now))).rowcount:
                     await self._notify(conn, [parent])
-        owner = handle.owner if keep else None
-        return RunHandle(state, handle.version + 1, values["ledger_seq"], head, state_json, owner)
+        return statements.committed_handle(handle, state, state_json, values)
 
     async def wake_waiting(self, run_ids: Sequence[str], now: datetime) -> None:
         ids = [run_id for run_id in run_ids if not unstorable(run_id)]

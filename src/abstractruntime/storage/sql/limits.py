@@ -22,14 +22,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ...core import throttle
-from ...core.kernel import due_at
-from ...core.ledger import chain_records
 from ...core.models import RunState, RunStatus, StepRecord
 from ...core.ports import RunHandle
 from ...core.throttle import Request, Verdict
 from ...errors import ConcurrentUpdateError, RunNotFoundError
 from . import statements
-from .schema import RawJSON, UTCDateTime, limit_budgets, limit_slots, runs
+from .schema import UTCDateTime, limit_budgets, limit_slots, runs
 
 if TYPE_CHECKING:
     import contextlib
@@ -280,21 +278,8 @@ class SqlLimits:
     ) -> RunHandle:
         await self._ensure_ready()
         run_id = state.run_id
-        dicts, head = chain_records(records, handle.head, max_record_bytes)
-        rows = []
-        for offset, (data, record) in enumerate(zip(dicts, records, strict=True)):
-            row = statements.record_values(run_id, handle.seq + offset, data, record)
-            row["record"] = RawJSON(row["record"])
-            rows.append(row)
-        keep = lease_until is not None and state.status is RunStatus.RUNNING
-        values = statements.run_values(state, state_json)
-        values.update(
-            state=RawJSON(state_json),
-            ledger_seq=handle.seq + len(rows),
-            ledger_head=head,
-            lease_owner=handle.owner if keep else None,
-            lease_expires_at=lease_until if keep else None,
-            due_at=lease_until if keep else due_at(state, now, committing=True),
+        values, rows = statements.cold_commit_values(
+            handle, state, state_json, records, now, lease_until, max_record_bytes
         )
         budgets = {r.budget: r for r in release}
         if wait is not None:
@@ -343,8 +328,7 @@ class SqlLimits:
                 if fits:  # a release came between the refusal and now: go again at once
                     woken += await self._wake(conn, [run_id], now)
             await self._notify(conn, woken)
-        owner = handle.owner if keep else None
-        return RunHandle(state, handle.version + 1, values["ledger_seq"], head, state_json, owner)
+        return statements.committed_handle(handle, state, state_json, values)
 
     async def _wake(
         self, conn: AsyncConnection, run_ids: Sequence[str], now: datetime

@@ -41,8 +41,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ...core.artifacts import ArtifactMetadata
+from ...core.kernel import due_at
+from ...core.ledger import chain_records
 from ...core.models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
-from ...core.ports import Served
+from ...core.ports import RunHandle, Served
 from ...core.schedules import Schedule
 from ...core.serde import canonical_json, encode
 from ...core.snapshot import Snapshot, fold
@@ -117,6 +119,46 @@ def run_values(state: RunState, state_json: str) -> dict[str, Any]:
         "updated_at": state.updated_at,
         "state": state_json,
     }
+
+
+def cold_commit_values(
+    handle: RunHandle,
+    state: RunState,
+    state_json: str,
+    records: Sequence[StepRecord],
+    now: datetime,
+    lease_until: datetime | None,
+    max_record_bytes: int | None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The run's columns and its new ledger rows for a step committed on the cold path (a
+    delivery, a limited step) with SQLAlchemy Core: the records chained onto ``handle``'s
+    head, the lease kept while the run runs (``lease_until``), else released with the due
+    time the state says."""
+    dicts, head = chain_records(records, handle.head, max_record_bytes)
+    rows = []
+    for offset, (data, record) in enumerate(zip(dicts, records, strict=True)):
+        row = record_values(state.run_id, handle.seq + offset, data, record)
+        row["record"] = RawJSON(row["record"])
+        rows.append(row)
+    keep = lease_until is not None and state.status is RunStatus.RUNNING
+    values = run_values(state, state_json)
+    values.update(
+        state=RawJSON(state_json),
+        ledger_seq=handle.seq + len(rows),
+        ledger_head=head,
+        lease_owner=handle.owner if keep else None,
+        lease_expires_at=lease_until if keep else None,
+        due_at=lease_until if keep else due_at(state, now, committing=True),
+    )
+    return values, rows
+
+
+def committed_handle(
+    handle: RunHandle, state: RunState, state_json: str, values: dict[str, Any]
+) -> RunHandle:
+    """The handle of a run after a commit of ``cold_commit_values``' ``values``."""
+    seq, head, owner = values["ledger_seq"], values["ledger_head"], values["lease_owner"]
+    return RunHandle(state, handle.version + 1, seq, head, state_json, owner)
 
 
 def record_values(
