@@ -157,3 +157,21 @@ async def test_an_answer_racing_a_newer_wait_is_not_applied_to_it(
     state = await real_get_state(run_id)
     assert state.current_node == "second" and state.vars["first"] == {"a": 1}
     assert "second" not in state.vars
+
+
+async def test_find_waiting_runs_pages_with_a_cursor(store: Any) -> None:
+    """A pending list longer than a page is read whole, page after page, never cut silently."""
+    from abstractruntime.core.pages import key_of
+
+    sr = scheduled(store, APPROVAL)
+    started = {(await sr.runtime.run(APPROVAL))[0] for _ in range(5)}
+    seen: list[str] = []
+    after = None
+    while True:
+        page = await sr.find_waiting_runs(wait_reason=WaitReason.USER, limit=2, after=after)
+        if not page:
+            break
+        assert len(page) <= 2
+        seen += [state.run_id for state in page]
+        after = key_of(page[-1])
+    assert sorted(seen) == sorted(started) and len(seen) == 5

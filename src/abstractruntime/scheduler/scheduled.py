@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -186,11 +187,19 @@ class ScheduledRuntime:
         workflow_id: str | None = None,
         limit: int = 100,
         order_by: str = "updated",
+        *,
+        after: tuple[datetime, str] | None = None,
     ) -> list[RunState]:
         """Waiting runs (e.g. pending ``ask_user`` prompts), most recently updated first;
-        ``order_by="deadline"``: earliest deadline first, the runs without one last."""
+        ``order_by="deadline"``: earliest deadline first, the runs without one last.
+        ``after``: the next page, after the ``(updated_at, run_id)`` of the last run of this
+        one (``core.pages.key_of``; most recently updated order only)."""
         return await self.scheduler.find_waiting_runs(
-            wait_reason=wait_reason, workflow_id=workflow_id, limit=limit, order_by=order_by
+            wait_reason=wait_reason,
+            workflow_id=workflow_id,
+            limit=limit,
+            order_by=order_by,
+            after=after,
         )
 
     # -- cron schedules -----------------------------------------------------------------------

@@ -370,12 +370,16 @@ class Scheduler:
         workflow_id: str | None = None,
         limit: int = 100,
         order_by: str = "updated",
+        after: tuple[datetime, str] | None = None,
     ) -> list[RunState]:
         """Waiting runs (e.g. pending ``ask_user`` prompts), most recently updated first;
         ``order_by="deadline"``: earliest deadline first (``timeout_at``, or a ``wait_until``'s
-        time), the runs without one last."""
+        time), the runs without one last. ``after``: a keyset cursor for the next page (see
+        ``Store.list_runs``)."""
         # The default order is asked for as before, so a store of the user's own keeps working.
         ordered: dict[str, Any] = {} if order_by == "updated" else {"order": order_by}
+        if after is not None:
+            ordered["after"] = after
         return await self.runtime.store.list_runs(
             status=RunStatus.WAITING,
             wait_reason=wait_reason,
