@@ -163,10 +163,9 @@ async def test_a_child_run_continues_its_parents_trace(
     )
     async with Runtime(store=store_factory(), workflow_registry=[child_wf, parent_wf]) as rt:
         run_id, state = await rt.run(parent_wf)
-        child_id = state.vars["c"]["sub_run_id"] if "sub_run_id" in state.vars["c"] else None
-        children = await rt.store.list_runs(workflow_id="counter")
+        (child_state,) = await rt.store.list_runs(workflow_id="counter")
     assert state.status is RunStatus.COMPLETED
-    child = child_id or children[0].run_id
+    child = child_state.run_id
     parent_steps, child_steps = otel.steps(run_id), otel.steps(child)
     assert parent_steps and len(child_steps) == 2
     assert {hex_trace(s) for s in parent_steps + child_steps} == {hex_trace(parent_steps[0])}
