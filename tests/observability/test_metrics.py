@@ -7,6 +7,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from abstractruntime import Effect, EffectType, RunState, RunStatus, Runtime, StepPlan, WorkflowSpec
 from abstractruntime.core.policy import RetryPolicy
 from abstractruntime.errors import ConcurrentUpdateError
@@ -91,10 +93,8 @@ async def test_a_commit_refused_after_a_takeover_is_counted_and_marked(
     wf = WorkflowSpec("taken", "a", {"a": node})
     async with Runtime(store=store) as rt, Runtime(store=store) as operator:
         run_id = await rt.start(workflow=wf)
-        try:
+        with pytest.raises(ConcurrentUpdateError):
             await rt.tick(workflow=wf, run_id=run_id)
-        except ConcurrentUpdateError:
-            pass
         assert (await rt.get_state(run_id)).status is RunStatus.CANCELLED
     assert otel.total("abstractruntime.lease.takeovers") == 1
     failed = [
