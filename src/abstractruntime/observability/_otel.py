@@ -49,6 +49,9 @@ STATUS = "abstractruntime.status"
 LEDGER_SEQ = "abstractruntime.ledger_seq"
 PARENT_RUN_ID = "abstractruntime.parent_run_id"
 
+#: How often the hooks look again whether an SDK was set up (see ``OpenTelemetry.tracing``).
+RECHECK_S = 1.0
+
 step_log = logging.getLogger("abstractruntime.step")
 
 #: The step being run in this task, so a commit inside it describes that step's span.
@@ -89,6 +92,10 @@ class OpenTelemetry:
     """
 
     def __init__(self, tracer_provider: Any = None, meter_provider: Any = None) -> None:
+        self._tracer_provider = tracer_provider
+        self._meter_provider = meter_provider
+        self._tracing = self._metering = False
+        self._checked_until = float("-inf")
         self.tracer = trace.get_tracer(NAME, tracer_provider=tracer_provider)
         meter = metrics.get_meter(NAME, meter_provider=meter_provider)
         self.steps = meter.create_counter(
@@ -131,6 +138,30 @@ class OpenTelemetry:
             description="Runs claimed by schedulers' polls",
         )
 
+    # -- whether anything listens ---------------------------------------------------------------
+
+    def tracing(self) -> bool:
+        """Whether spans go anywhere: not while the provider is the API's no-op, or the global
+        proxy before an SDK is set. Looked up at most every ``RECHECK_S`` (asking the API costs
+        microseconds, a step's whole budget), so an SDK set after ``instrument()`` is used
+        within that time."""
+        if time.monotonic() >= self._checked_until:
+            self._recheck()
+        return self._tracing
+
+    def metering(self) -> bool:
+        """Whether metrics go anywhere (as ``tracing``)."""
+        if time.monotonic() >= self._checked_until:
+            self._recheck()
+        return self._metering
+
+    def _recheck(self) -> None:
+        tracer_provider = self._tracer_provider or trace.get_tracer_provider()
+        meter_provider = self._meter_provider or metrics.get_meter_provider()
+        self._tracing = not isinstance(tracer_provider, _IDLE_TRACER_PROVIDERS)
+        self._metering = type(meter_provider).__name__ not in _IDLE_METER_PROVIDERS
+        self._checked_until = time.monotonic() + RECHECK_S
+
     # -- trace contexts -------------------------------------------------------------------------
 
     @staticmethod
@@ -155,6 +186,10 @@ class OpenTelemetry:
     # -- the hooks -------------------------------------------------------------------------------
 
     def run_created(self, state: RunState) -> dict[str, str] | None:
+        if self.metering():
+            self.runs.add(1, {"outcome": "started", WORKFLOW_ID: state.workflow_id})
+        if not self.tracing():
+            return None
         attributes: dict[str, str] = {RUN_ID: state.run_id, WORKFLOW_ID: state.workflow_id}
         if state.parent_run_id:
             attributes[PARENT_RUN_ID] = state.parent_run_id
@@ -162,13 +197,18 @@ class OpenTelemetry:
             "abstractruntime.start", kind=SpanKind.INTERNAL, attributes=attributes
         )
         span.end()
-        self.runs.add(1, {"outcome": "started", WORKFLOW_ID: state.workflow_id})
         return self.carrier(trace.set_span_in_context(span))
 
-    def step(self, held: HeldStep) -> _StepScope:
-        return _StepScope(self, held)
+    def step(self, held: HeldStep) -> _StepScope | _Idle:
+        if time.monotonic() >= self._checked_until:
+            self._recheck()
+        if not (self._tracing or self._metering):
+            return _IDLE
+        return _StepScope(self, held, self._tracing, self._metering)
 
     def effect(self, state: RunState, effect: Effect, attempt: int) -> Any:
+        if not self.tracing():
+            return _IDLE
         kind = effect.type.value
         return self.tracer.start_as_current_span(
             f"abstractruntime.effect {kind}",
@@ -182,14 +222,25 @@ class OpenTelemetry:
         state: RunState,
         pending: Sequence[StepRecord],
         records: Sequence[StepRecord],
-    ) -> _CommitScope:
-        return _CommitScope(self, store, handle, state, pending, records)
+    ) -> _CommitScope | _LogScope | _Idle:
+        if time.monotonic() >= self._checked_until:
+            self._recheck()
+        tracing, metering = self._tracing, self._metering
+        if tracing or metering:
+            return _CommitScope(self, store, handle, state, pending, records, tracing, metering)
+        if step_log.isEnabledFor(logging.DEBUG) or any(
+            record.status is StepStatus.FAILED for record in records
+        ):  # (a held pure transition never failed)
+            return _LogScope(handle, state, pending, records)
+        return _IDLE
 
-    def poll(self) -> _PollScope:
-        return _PollScope(self)
+    def poll(self) -> _PollScope | _Idle:
+        tracing, metering = self.tracing(), self.metering()
+        return _PollScope(self, tracing, metering) if tracing or metering else _IDLE
 
     def inject(self, headers: MutableMapping[str, str]) -> None:
-        propagate.inject(headers)
+        if self.tracing():
+            propagate.inject(headers)
 
     # -- shared by the scopes --------------------------------------------------------------------
 
@@ -212,9 +263,9 @@ class OpenTelemetry:
     def committed(
         self, handle: RunHandle, state: RunState, records: Sequence[StepRecord], seq: int
     ) -> None:
-        """Count what a successful commit changed, and log each record."""
+        """Count what a successful commit changed."""
         workflow_id = state.workflow_id
-        for offset, record in enumerate(records):
+        for record in records:
             self.steps.add(
                 1,
                 {
@@ -223,24 +274,6 @@ class OpenTelemetry:
                     EFFECT_TYPE: _effect_type(record),
                 },
             )
-            level = logging.WARNING if record.status is StepStatus.FAILED else logging.DEBUG
-            if step_log.isEnabledFor(level):
-                step_log.log(
-                    level,
-                    "run %s step %d at node %s: %s%s",
-                    state.run_id,
-                    seq + offset,
-                    record.node_id,
-                    record.status.value,
-                    f" ({record.error})" if record.error else "",
-                    extra={
-                        "run_id": state.run_id,
-                        "node_id": record.node_id,
-                        "workflow_id": workflow_id,
-                        "ledger_seq": seq + offset,
-                        "status": record.status.value,
-                    },
-                )
         if not records:
             return
         before = _was_waiting(handle.state_json)
@@ -254,18 +287,101 @@ class OpenTelemetry:
             self.runs.add(1, {"outcome": state.status.value, WORKFLOW_ID: workflow_id})
 
 
+def log_records(state: RunState, records: Sequence[StepRecord], seq: int) -> None:
+    """Log each committed record under ``abstractruntime.step`` (DEBUG; a failure WARNING),
+    with the run id, node id and ledger position as ``extra`` fields."""
+    for offset, record in enumerate(records):
+        level = logging.WARNING if record.status is StepStatus.FAILED else logging.DEBUG
+        if step_log.isEnabledFor(level):
+            step_log.log(
+                level,
+                "run %s step %d at node %s: %s%s",
+                state.run_id,
+                seq + offset,
+                record.node_id,
+                record.status.value,
+                f" ({record.error})" if record.error else "",
+                extra={
+                    "run_id": state.run_id,
+                    "node_id": record.node_id,
+                    "workflow_id": state.workflow_id,
+                    "ledger_seq": seq + offset,
+                    "status": record.status.value,
+                },
+            )
+
+
+class _Idle:
+    """What the hooks return while nothing listens: one shared scope that does nothing."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> _Idle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def claimed(self, count: int) -> None:
+        return None
+
+
+_IDLE = _Idle()
+_IDLE_TRACER_PROVIDERS = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+_IDLE_METER_PROVIDERS = frozenset({"_ProxyMeterProvider", "NoOpMeterProvider"})
+
+
+class _LogScope:
+    """A commit while no span or metric is recorded: only its log lines, once it is in."""
+
+    __slots__ = ("handle", "records", "state")
+
+    def __init__(
+        self,
+        handle: RunHandle,
+        state: RunState,
+        pending: Sequence[StepRecord],
+        records: Sequence[StepRecord],
+    ) -> None:
+        self.handle, self.state = handle, state
+        self.records = [*pending, *records] if pending else records
+
+    def __enter__(self) -> _LogScope:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc is None:
+            log_records(self.state, self.records, self.handle.seq)
+
+
 class _StepScope:
     """The span of one step the driver runs (``Runtime._step``)."""
 
-    __slots__ = ("_token", "_var", "held", "otel", "pending", "recorded", "run_id", "span", "t0")
+    __slots__ = (
+        "_token",
+        "_var",
+        "held",
+        "metering",
+        "otel",
+        "pending",
+        "recorded",
+        "run_id",
+        "span",
+        "t0",
+        "tracing",
+    )
 
-    def __init__(self, otel: OpenTelemetry, held: HeldStep) -> None:
+    def __init__(self, otel: OpenTelemetry, held: HeldStep, tracing: bool, metering: bool) -> None:
         self.otel = otel
+        self.tracing, self.metering = tracing, metering
         self.held = held
         self.run_id = held.state.run_id
         self.recorded = False
 
     def __enter__(self) -> _StepScope:
+        if not self.tracing:
+            self.t0 = time.perf_counter()
+            return self
         otel, state = self.otel, self.held.state
         parent, links = otel.parent_of(state)
         self.span = otel.tracer.start_span(
@@ -293,6 +409,12 @@ class _StepScope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if not self.tracing:
+            if self.metering:
+                self.otel.step_duration.record(
+                    time.perf_counter() - self.t0, {WORKFLOW_ID: self.held.state.workflow_id}
+                )
+            return
         span, held = self.span, self.held
         try:
             if exc is not None:
@@ -302,9 +424,10 @@ class _StepScope:
                 # A pure transition, held: committed with the next step at this position.
                 seq = held.handle.seq + len(held.pending) - 1
                 self.otel.describe(span, held.pending[-1], seq)
-            self.otel.step_duration.record(
-                time.perf_counter() - self.t0, {WORKFLOW_ID: held.state.workflow_id}
-            )
+            if self.metering:
+                self.otel.step_duration.record(
+                    time.perf_counter() - self.t0, {WORKFLOW_ID: held.state.workflow_id}
+                )
         finally:
             _STEP.reset(self._var)
             otel_context.detach(self._token)
@@ -318,6 +441,7 @@ class _CommitScope:
     __slots__ = (
         "_token",
         "handle",
+        "metering",
         "otel",
         "own",
         "pending",
@@ -328,6 +452,7 @@ class _CommitScope:
         "store",
         "system",
         "t0",
+        "tracing",
     )
 
     def __init__(
@@ -338,8 +463,11 @@ class _CommitScope:
         state: RunState,
         pending: Sequence[StepRecord],
         records: Sequence[StepRecord],
+        tracing: bool,
+        metering: bool,
     ) -> None:
         self.otel = otel
+        self.tracing, self.metering = tracing, metering
         self.store = store
         self.handle = handle
         self.state = state
@@ -352,6 +480,10 @@ class _CommitScope:
         otel, state = self.otel, self.state
         scope = _STEP.get()
         self.own = scope if scope is not None and scope.run_id == state.run_id else None
+        self.system = _db_system(self.store)
+        self.t0 = time.perf_counter()
+        if not self.tracing:
+            return self
         if self.own is None and self.records:
             parent, links = otel.parent_of(state)
             self.steps = [
@@ -368,7 +500,6 @@ class _CommitScope:
                 state.trace_context = otel.carrier(ctx)  # (stored with its next commit)
             self._token = otel_context.attach(ctx)
         attributes: dict[str, Any] = {RUN_ID: state.run_id, "db.operation.name": "commit_step"}
-        self.system = _db_system(self.store)
         if self.system is not None:
             attributes["db.system.name"] = self.system
             attributes["db.system"] = self.system  # the name before semantic conventions 1.26
@@ -376,21 +507,38 @@ class _CommitScope:
         self.t0 = time.perf_counter()
         return self
 
+    def _untraced(self, exc: BaseException | None) -> None:
+        """The commit's metrics and log lines, with no span to describe."""
+        otel = self.otel
+        metric = {"db.system.name": self.system} if self.system else {}
+        otel.commit_duration.record(time.perf_counter() - self.t0, metric)
+        if exc is not None:
+            if isinstance(exc, ConcurrentUpdateError):
+                otel.takeovers.add(1, {WORKFLOW_ID: self.state.workflow_id})
+            return
+        committed = [*self.pending, *self.records]
+        otel.committed(self.handle, self.state, committed, self.handle.seq)
+        log_records(self.state, committed, self.handle.seq)
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if not self.tracing:
+            self._untraced(exc)
+            return
         otel, span = self.otel, self.span
         try:
             duration = time.perf_counter() - self.t0
             metric = {"db.system.name": self.system} if self.system else {}
-            otel.commit_duration.record(duration, metric)
+            if self.metering:
+                otel.commit_duration.record(duration, metric)
             if exc is not None:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-                if isinstance(exc, ConcurrentUpdateError):
+                if self.metering and isinstance(exc, ConcurrentUpdateError):
                     otel.takeovers.add(1, {WORKFLOW_ID: self.state.workflow_id})
                 for step in self.steps:
                     step.set_status(Status(StatusCode.ERROR, f"the commit failed: {exc}"))
@@ -404,9 +552,11 @@ class _CommitScope:
             first = last - len(self.records) + 1
             for offset, (step, record) in enumerate(zip(self.steps, self.records, strict=False)):
                 otel.describe(step, record, first + offset)
-            otel.committed(self.handle, self.state, committed, seq)
-            for _ in self.steps:
-                otel.step_duration.record(duration, {WORKFLOW_ID: self.state.workflow_id})
+            if self.metering:
+                otel.committed(self.handle, self.state, committed, seq)
+                for _ in self.steps:
+                    otel.step_duration.record(duration, {WORKFLOW_ID: self.state.workflow_id})
+            log_records(self.state, committed, seq)
         finally:
             span.end()
             if self._token is not None:
@@ -419,10 +569,11 @@ class _PollScope:
     """A scheduler's poll: its duration and claims as metrics; a span only when it claimed
     runs (an idle worker polls every second), current while their tasks start."""
 
-    __slots__ = ("_token", "otel", "span", "t0", "t0_ns")
+    __slots__ = ("_token", "metering", "otel", "span", "t0", "t0_ns", "tracing")
 
-    def __init__(self, otel: OpenTelemetry) -> None:
+    def __init__(self, otel: OpenTelemetry, tracing: bool, metering: bool) -> None:
         self.otel = otel
+        self.tracing, self.metering = tracing, metering
         self.span: Span | None = None
         self._token: Any = None
 
@@ -432,8 +583,9 @@ class _PollScope:
         return self
 
     def claimed(self, count: int) -> None:
-        self.otel.claimed.add(count)
-        if count and self.span is None:
+        if self.metering:
+            self.otel.claimed.add(count)
+        if count and self.tracing and self.span is None:
             self.span = self.otel.tracer.start_span(
                 "abstractruntime.scheduler.poll",
                 start_time=self.t0_ns,
@@ -447,7 +599,8 @@ class _PollScope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.otel.poll_duration.record(time.perf_counter() - self.t0)
+        if self.metering:
+            self.otel.poll_duration.record(time.perf_counter() - self.t0)
         if self._token is not None:
             otel_context.detach(self._token)
         if self.span is not None:
