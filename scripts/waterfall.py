@@ -18,6 +18,7 @@ import argparse
 import json
 from collections import Counter, defaultdict
 from html import escape
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,7 @@ def time_axis(spans: list[dict[str, Any]]) -> tuple[Any, list[int], int]:
             busy.append([span["start"], span["end"]])
     limit = (end - start) // 10 or 1
     cuts: list[tuple[int, int]] = []  # (at, removed) for gaps longer than limit
-    for before, after in zip(busy, busy[1:]):
+    for before, after in pairwise(busy):
         gap = after[0] - before[1]
         if gap > limit:
             cuts.append((after[0], gap - limit // 4))
