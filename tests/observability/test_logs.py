@@ -73,3 +73,27 @@ def test_instrument_loads_it() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
+
+
+def test_without_the_extra_instrument_says_what_to_install() -> None:
+    code = (
+        "import sys\nsys.modules['opentelemetry'] = None  # as if the extra were not installed\n"
+        "from abstractruntime.errors import InvalidArgumentError\n"
+        "from abstractruntime.observability import instrument\n"
+        "try:\n    instrument()\nexcept InvalidArgumentError as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pip install 'abstractruntime[otel]'" in out.stdout
+
+
+def test_an_exporter_the_worker_cannot_make_is_refused_with_the_choices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from abstractruntime.core import telemetry
+    from abstractruntime.errors import InvalidArgumentError
+    from abstractruntime.observability import configure_sdk
+
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "zipkin")
+    with pytest.raises(InvalidArgumentError, match="otlp, console, none"):
+        configure_sdk()
+    assert isinstance(telemetry.current(), telemetry.NoTelemetry)  # nothing was installed
