@@ -85,3 +85,45 @@ async def test_a_worker_with_otel_continues_the_runs_trace_and_logs_json(
     assert {x["run_id"] for x in step_lines} == {run_id}
     assert [x["node_id"] for x in step_lines] == [r["node_id"] for r in ledger]
     assert {x["trace_id"] for x in step_lines} == {run_trace}
+
+
+async def test_a_verbose_worker_without_otel_logs_each_step_as_json(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    async with SqlStore(sqlite_url) as store, Runtime(store=store) as rt:
+        run_id = await rt.start(workflow=TEN_STEPS)
+    log = tmp_path / "worker.log"
+    command = [
+        EXE,
+        "--database-url",
+        sqlite_url,
+        "worker",
+        "--app",
+        "tests.acceptance.worker_app:registry",
+        "--poll-interval",
+        "0.2",
+        "--log-format",
+        "json",
+        "-v",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with log.open("wb") as out:
+        worker = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        async with SqlStore(sqlite_url) as store, Runtime(store=store) as rt:
+
+            async def completed() -> bool:
+                return (await rt.get_state(run_id)).status is RunStatus.COMPLETED
+
+            await eventually(completed, "the worker never completed the run", timeout=30)
+            ledger = await rt.get_ledger(run_id)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0, log.read_text()
+    lines = [json.loads(line) for line in log.read_text().splitlines()]  # every line is JSON
+    step_lines = [x for x in lines if x["logger"] == "abstractruntime.step"]
+    assert [(x["run_id"], x["ledger_seq"], x["node_id"]) for x in step_lines] == [
+        (run_id, seq, record["node_id"]) for seq, record in enumerate(ledger)
+    ]
+    assert not any("trace_id" in x for x in lines)  # no OpenTelemetry: no ids
+    assert "opentelemetry" not in log.read_text()

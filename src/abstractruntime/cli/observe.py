@@ -6,7 +6,8 @@ import argparse
 import logging
 from collections.abc import Callable
 
-from ..observability import JsonFormatter, configure_sdk
+from ..core import telemetry
+from ..observability import JsonFormatter, LogTelemetry, configure_sdk
 from .base import Parser
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -36,4 +37,11 @@ def setup(args: argparse.Namespace) -> Callable[[], None]:
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     if getattr(args, "otel", False):
         return configure_sdk("abstractruntime-worker")
+    if getattr(args, "verbose", False):  # -v: a line per committed step, without OpenTelemetry
+        previous = telemetry.install(LogTelemetry())
+
+        def restore() -> None:
+            telemetry.install(previous)
+
+        return restore
     return lambda: None

@@ -4,7 +4,8 @@
 (``core/telemetry.py``) for this process: every runtime, scheduler and LLM client reports to it
 from then on. Importing this package imports no ``opentelemetry`` module; ``instrument``,
 ``continue_trace`` and ``configure_sdk`` do (``pip install abstractruntime[otel]``).
-``JsonFormatter`` needs nothing: it adds trace and span ids when OpenTelemetry is loaded.
+``JsonFormatter`` and ``LogTelemetry`` (log lines of every committed step, without
+OpenTelemetry) need nothing: the formatter adds trace and span ids when OpenTelemetry is loaded.
 
 See docs/observability.md.
 """
@@ -17,13 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 from ..core import telemetry
 from ..errors import InvalidArgumentError
-from .logs import JsonFormatter
+from .logs import JsonFormatter, LogTelemetry
 
 if TYPE_CHECKING:
     from ._otel import OpenTelemetry
 
 __all__ = [
     "JsonFormatter",
+    "LogTelemetry",
     "configure_sdk",
     "continue_trace",
     "instrument",

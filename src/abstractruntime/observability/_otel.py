@@ -38,6 +38,7 @@ from ..core.ports import RunHandle
 from ..core.serde import decode
 from ..core.telemetry import HeldStep
 from ..errors import ConcurrentUpdateError
+from .logs import LogScope, log_records, step_log
 
 NAME = "abstractruntime"
 RUN_ID = "abstractruntime.run_id"
@@ -51,8 +52,6 @@ PARENT_RUN_ID = "abstractruntime.parent_run_id"
 
 #: How often the hooks look again whether an SDK was set up (see ``OpenTelemetry.tracing``).
 RECHECK_S = 1.0
-
-step_log = logging.getLogger("abstractruntime.step")
 
 #: The step being run in this task, so a commit inside it describes that step's span.
 _STEP: contextvars.ContextVar[_StepScope | None] = contextvars.ContextVar(
@@ -222,7 +221,7 @@ class OpenTelemetry:
         state: RunState,
         pending: Sequence[StepRecord],
         records: Sequence[StepRecord],
-    ) -> _CommitScope | _LogScope | _Idle:
+    ) -> _CommitScope | LogScope | _Idle:
         if time.monotonic() >= self._checked_until:
             self._recheck()
         tracing, metering = self._tracing, self._metering
@@ -231,7 +230,7 @@ class OpenTelemetry:
         if step_log.isEnabledFor(logging.DEBUG) or any(
             record.status is StepStatus.FAILED for record in records
         ):  # (a held pure transition never failed)
-            return _LogScope(handle, state, pending, records)
+            return LogScope(handle, state, pending, records)
         return _IDLE
 
     def poll(self) -> _PollScope | _Idle:
@@ -287,30 +286,6 @@ class OpenTelemetry:
             self.runs.add(1, {"outcome": state.status.value, WORKFLOW_ID: workflow_id})
 
 
-def log_records(state: RunState, records: Sequence[StepRecord], seq: int) -> None:
-    """Log each committed record under ``abstractruntime.step`` (DEBUG; a failure WARNING),
-    with the run id, node id and ledger position as ``extra`` fields."""
-    for offset, record in enumerate(records):
-        level = logging.WARNING if record.status is StepStatus.FAILED else logging.DEBUG
-        if step_log.isEnabledFor(level):
-            step_log.log(
-                level,
-                "run %s step %d at node %s: %s%s",
-                state.run_id,
-                seq + offset,
-                record.node_id,
-                record.status.value,
-                f" ({record.error})" if record.error else "",
-                extra={
-                    "run_id": state.run_id,
-                    "node_id": record.node_id,
-                    "workflow_id": state.workflow_id,
-                    "ledger_seq": seq + offset,
-                    "status": record.status.value,
-                },
-            )
-
-
 class _Idle:
     """What the hooks return while nothing listens: one shared scope that does nothing."""
 
@@ -329,29 +304,6 @@ class _Idle:
 _IDLE = _Idle()
 _IDLE_TRACER_PROVIDERS = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
 _IDLE_METER_PROVIDERS = frozenset({"_ProxyMeterProvider", "NoOpMeterProvider"})
-
-
-class _LogScope:
-    """A commit while no span or metric is recorded: only its log lines, once it is in."""
-
-    __slots__ = ("handle", "records", "state")
-
-    def __init__(
-        self,
-        handle: RunHandle,
-        state: RunState,
-        pending: Sequence[StepRecord],
-        records: Sequence[StepRecord],
-    ) -> None:
-        self.handle, self.state = handle, state
-        self.records = [*pending, *records] if pending else records
-
-    def __enter__(self) -> _LogScope:
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc is None:
-            log_records(self.state, self.records, self.handle.seq)
 
 
 class _StepScope:
