@@ -73,8 +73,9 @@ def _db_system(store: object) -> str | None:
 
 def _was_waiting(state_json: str) -> str | None:
     """The wait reason of a committed state, None when it did not wait. Decoded only when the
-    text says so (the states that wait are few, and canonical JSON has no spaces)."""
-    if '"status":"waiting"' not in state_json:
+    text says so (the stores keep the canonical JSON, which has no spaces; a store of the
+    user's own may add them)."""
+    if '"status":"waiting"' not in state_json and '"status": "waiting"' not in state_json:
         return None
     data = decode(state_json)
     waiting = data.get("waiting") if data.get("status") == "waiting" else None
