@@ -220,3 +220,41 @@ async def test_a_run_started_without_telemetry_joins_one_trace_when_it_goes_on(
     assert len({hex_trace(s) for s in steps}) == 1
     assert stored.trace_context is not None
     assert hex_trace(steps[0]) in stored.trace_context["traceparent"]
+
+
+def _async_parent(run: RunState, ctx: object) -> StepPlan:
+    payload = {"workflow_id": "counter", "async": True}
+    return StepPlan(
+        node_id="call",
+        effect=Effect(EffectType.START_SUBWORKFLOW, payload, result_key="c"),
+        complete_output=None,
+        next_node="end",
+    )
+
+
+async def test_an_async_child_driven_later_by_a_scheduler_stays_in_its_parents_trace(
+    otel: Otel, store_factory: Callable[[], Any]
+) -> None:
+    child_wf = counter(2)
+    parent_wf = WorkflowSpec(
+        "parent",
+        "call",
+        {
+            "call": _async_parent,
+            "end": lambda run, ctx: StepPlan(node_id="end", complete_output={}),
+        },
+    )
+    async with Runtime(store=store_factory(), workflow_registry=[child_wf, parent_wf]) as rt:
+        run_id, state = await rt.run(parent_wf)
+        (child,) = await rt.store.list_runs(workflow_id="counter")
+        assert child.status is RunStatus.RUNNING  # nobody drove it yet
+        assert await Scheduler(rt, listen=False).poll_once() == 1
+        assert (await rt.get_state(child.run_id)).status is RunStatus.COMPLETED
+    child_steps = otel.steps(child.run_id)
+    assert len(child_steps) == 2
+    assert {hex_trace(s) for s in child_steps} == {hex_trace(otel.steps(run_id)[0])}
+    (poll,) = otel.spans("abstractruntime.scheduler.poll")
+    assert all(
+        [link.context.span_id for link in s.links] == [poll.get_span_context().span_id]
+        for s in child_steps
+    )
