@@ -245,7 +245,8 @@ async def test_an_async_child_driven_later_by_a_scheduler_stays_in_its_parents_t
         },
     )
     async with Runtime(store=store_factory(), workflow_registry=[child_wf, parent_wf]) as rt:
-        run_id, state = await rt.run(parent_wf)
+        run_id, parent = await rt.run(parent_wf)
+        assert parent.status is RunStatus.COMPLETED  # it did not wait for its async child
         (child,) = await rt.store.list_runs(workflow_id="counter")
         assert child.status is RunStatus.RUNNING  # nobody drove it yet
         assert await Scheduler(rt, listen=False).poll_once() == 1
