@@ -12,6 +12,7 @@ from ..core.config import RuntimeConfig
 from ..scheduler import create_scheduled_runtime
 from ..storage.sql import SqlStore
 from ..storage.sql.urls import mask_url
+from . import observe
 from .base import (
     APP_HELP,
     EXIT_OK,
@@ -27,9 +28,7 @@ from .migrate import describe_versions
 async def run_worker(args: argparse.Namespace, store: SqlStore) -> int:
     app = await load_app(args.app)
     registry = app.workflows
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    stop_telemetry = observe.setup(args)  # --log-format, --otel
     if args.verbose:  # ours only: the drivers' DEBUG lines (aiosqlite: each call) are noise
         logging.getLogger("abstractruntime").setLevel(logging.DEBUG)
     log = logging.getLogger("abstractruntime.worker")
@@ -69,6 +68,7 @@ async def run_worker(args: argparse.Namespace, store: SqlStore) -> int:
         stats.runs_failed,
         stats.poll_cycles,
     )
+    stop_telemetry()
     return EXIT_OK
 
 
@@ -97,3 +97,4 @@ def configure_parser(subparsers: Subparsers, common: Parser) -> None:
         help="on SIGINT/SIGTERM, how long runs in flight may finish before they are released",
     )
     worker.add_argument("-v", "--verbose", action="store_true", help="log every run")
+    observe.add_arguments(worker)

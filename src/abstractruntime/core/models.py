@@ -206,6 +206,14 @@ class WaitState(_IsoTimes):
         )
 
 
+def _trace_context(value: Any) -> dict[str, str] | None:
+    """A stored trace context, or None for anything that is not a dict of strings (a state
+    edited by hand must not break telemetry)."""
+    if not isinstance(value, Mapping):
+        return None
+    return {str(k): v for k, v in value.items() if isinstance(v, str)} or None
+
+
 @dataclass
 class RunState(_IsoTimes):
     """The durable state of one run: where it is, its variables, and why it waits."""
@@ -228,6 +236,9 @@ class RunState(_IsoTimes):
     #: The version of its workflow the run started on (``WorkflowSpec.version``): only that
     #: version's code drives it, until ``Runtime.migrate_runs`` moves it.
     workflow_version: str = DEFAULT_WORKFLOW_VERSION
+    #: The W3C trace context (``traceparent``, ``tracestate``) of the code that started the
+    #: run, when telemetry was on (``core/telemetry.py``): every later step continues its trace.
+    trace_context: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         self.status = RunStatus(self.status)
@@ -278,6 +289,8 @@ class RunState(_IsoTimes):
         # (and the original's format).
         if self.workflow_version != DEFAULT_WORKFLOW_VERSION:
             data["workflow_version"] = self.workflow_version
+        if self.trace_context is not None:  # likewise: states without telemetry keep their bytes
+            data["trace_context"] = self.trace_context
         return data
 
     @classmethod
@@ -298,6 +311,7 @@ class RunState(_IsoTimes):
             session_id=data.get("session_id"),
             parent_run_id=data.get("parent_run_id"),
             workflow_version=data.get("workflow_version") or DEFAULT_WORKFLOW_VERSION,
+            trace_context=_trace_context(data.get("trace_context")),
         )
 
 

@@ -62,6 +62,8 @@ from .registry import WorkflowRegistry
 from .serde import decode, iso, utc_now
 from .snapshot import Snapshot
 from .spec import WorkflowSpec
+from .telemetry import Telemetry
+from .telemetry import current as current_telemetry
 from .versions import MigrationReport, VarsFn
 from .views import StoreLedgerView, StoreRunView
 
@@ -204,6 +206,12 @@ class Runtime:
             )
         self._effect_policy: EffectPolicy = policy
 
+    @property
+    def telemetry(self) -> Telemetry:
+        """The hooks this runtime reports its steps to: the process's (``core/telemetry.py``;
+        ``abstractruntime.observability.instrument()`` installs OpenTelemetry's)."""
+        return current_telemetry()
+
     # -- public API ---------------------------------------------------------------------------
 
     async def start(
@@ -242,6 +250,7 @@ class Runtime:
             parent_run_id=parent_run_id,
             limits=self.config.to_limits_dict(),
         )
+        state.trace_context = self.telemetry.run_created(state)
         try:
             await self.store.create_run(state, self.encode(state))
         except RunExistsError:
@@ -430,6 +439,7 @@ class Runtime:
             session_id=session_id,
             limits=self.config.to_limits_dict(),
         )
+        state.trace_context = self.telemetry.run_created(state)
         # Created already claimed by us, so no worker can snatch it between start and tick.
         handle = self.leases.track(
             await self.store.create_run(
@@ -694,7 +704,8 @@ class Runtime:
             if state.status is RunStatus.RUNNING:
                 if held.handle.owner is None:
                     return
-                await self._step(workflow, held)
+                with self.telemetry.step(held):
+                    await self._step(workflow, held)
                 steps += 1
                 continue
             waiting = state.waiting
@@ -736,7 +747,8 @@ class Runtime:
                 await self._commit_failure(held, record, payload)
             elif machine.retry_of(held.state.waiting) is not None:
                 retry = machine.start_retry(held.state)
-                await self._step(workflow, held, retry)
+                with self.telemetry.step(held):
+                    await self._step(workflow, held, retry)
                 steps += 1
             else:
                 assert payload is not None
@@ -835,10 +847,11 @@ class Runtime:
         if refused is not None:  # a limit has no room: wait durably, not in memory
             return self.limiter.wait(self._committed_state(held), record, refused, now)
         try:
-            if handler is None:
-                outcome = await subworkflows.start(self, held.handle, effect)
-            else:
-                outcome = await _maybe_await(handler(state, effect, plan.next_node))
+            with self.telemetry.effect(state, effect, record.attempt):
+                if handler is None:
+                    outcome = await subworkflows.start(self, held.handle, effect)
+                else:
+                    outcome = await _maybe_await(handler(state, effect, plan.next_node))
         except (ConcurrentUpdateError, StoreError):
             raise
         except Exception as exc:  # unexpected, so maybe transient: the policy may retry it
@@ -933,8 +946,8 @@ class Runtime:
         handle = held.handle
         now = self.config.clock()
         lease_until = self.leases.until(now) if handle.owner else None
-        handle = self.leases.track(
-            await self.limiter.commit(
+        with self.telemetry.commit(self.store, handle, state, held.pending, records):
+            committed = await self.limiter.commit(
                 self.store,
                 handle,
                 state,
@@ -944,7 +957,7 @@ class Runtime:
                 lease_until=lease_until,
                 max_record_bytes=self.config.max_record_bytes,
             )
-        )
+        handle = self.leases.track(committed)
         held.handle, held.pending = handle, []
         crash_point("after_commit")
         if handle.owner is None and due_at(state, now) is not None:

@@ -67,6 +67,7 @@ async def start(rt: Runtime, handle: RunHandle, effect: Effect) -> EffectOutcome
         parent_run_id=parent.run_id,
         limits=rt.config.to_limits_dict(),
     )
+    child.trace_context = rt.telemetry.run_created(child)  # the child continues our trace
     lease = None if run_async else (rt.config.owner, rt.leases.until())
     try:
         child_handle = rt.leases.track(

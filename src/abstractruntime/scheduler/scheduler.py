@@ -236,22 +236,25 @@ class Scheduler:
             await self._announce(now)
         if free <= 0:
             return 0
-        handles = await runtime.store.claim_due(
-            runtime.config.owner,
-            now,
-            runtime.leases.until(now),
-            free,
-            runtime.workflow_registry.served(),
-        )
-        self.stats.poll_cycles += 1
-        # Expired buffered events, and runs left waiting with a delivery (core/events.py).
-        await events.housekeeping(runtime.store, now)
-        self.retention.tick(now)  # a background pass, at most once per retention interval
-        for handle in handles:
-            run_id = handle.state.run_id
-            self._inflight[run_id] = asyncio.create_task(
-                self._drive(handle), name=f"abstractruntime-run-{run_id}"
+        # Telemetry: the runs' tasks start inside the poll's scope, so their steps link to it.
+        with runtime.telemetry.poll() as poll:
+            handles = await runtime.store.claim_due(
+                runtime.config.owner,
+                now,
+                runtime.leases.until(now),
+                free,
+                runtime.workflow_registry.served(),
             )
+            poll.claimed(len(handles))
+            self.stats.poll_cycles += 1
+            # Expired buffered events, and runs left waiting with a delivery (core/events.py).
+            await events.housekeeping(runtime.store, now)
+            self.retention.tick(now)  # a background pass, at most once per retention interval
+            for handle in handles:
+                run_id = handle.state.run_id
+                self._inflight[run_id] = asyncio.create_task(
+                    self._drive(handle), name=f"abstractruntime-run-{run_id}"
+                )
         return len(handles)
 
     async def _announce(self, now: datetime) -> None:
@@ -322,13 +325,15 @@ class Scheduler:
             self._callback(self.on_run_resumed, handle.state)
         except (ConcurrentUpdateError, RunLeasedError) as exc:
             self.stats.conflicts += 1
-            logger.info("run %s: %s", run_id, exc)
+            logger.info("run %s: %s", run_id, exc, extra={"run_id": run_id})
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self.stats.runs_failed += 1
             self._record_error(f"run {run_id}: {exc}")
-            logger.exception("run %s: driving it failed; it will be retried", run_id)
+            logger.exception(
+                "run %s: driving it failed; it will be retried", run_id, extra={"run_id": run_id}
+            )
             self._callback(self.on_run_failed, run_id, exc)
         finally:
             self._inflight.pop(run_id, None)

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import anyio.to_thread
 import httpx
 
+from ...core import telemetry
 from ._util import excerpt, import_abstractcore, jsonable, require_abstractcore
 from .chat import (
     CHAT_COMPLETIONS_PATH,
@@ -298,6 +299,7 @@ class RemoteAbstractCoreLLMClient:
             trace=trace,
             headers=self.headers,
         )
+        telemetry.current().inject(headers)  # W3C traceparent of the step, when telemetry is on
         url = self.url
         post = functools.partial(
             self.sender.post, url, headers=headers, json=body, timeout=self.timeout_s
