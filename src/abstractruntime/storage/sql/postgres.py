@@ -227,7 +227,8 @@ class PostgresBackend:
     async def close(self, *, grace_s: float = _CLOSE_GRACE_S) -> None:
         """Close both pools. Hot statements still running get ``grace_s`` to finish; then their
         connections are closed under them (they fail with a ``StoreError``)."""
-        pool, self._pool = self._pool, None
+        async with self._pool_lock:  # a pool being made meanwhile is closed too, not leaked
+            pool, self._pool = self._pool, None
         if pool is not None:
             try:
                 await asyncio.wait_for(pool.close(), grace_s)
