@@ -18,7 +18,16 @@ from ..core.retention import FINISHED, PurgeResult
 from ..errors import ArchiveFormatError
 from ..storage.archive import ExportResult, export_runs, import_archive, verify_archive
 from ..storage.sql import SqlStore
-from .base import EXIT_BROKEN, EXIT_OK, CliError, Parser, Subparsers, duration_s, positive_int
+from .base import (
+    EXIT_BROKEN,
+    EXIT_OK,
+    CliError,
+    Parser,
+    Subparsers,
+    duration_s,
+    non_negative_float,
+    positive_int,
+)
 from .output import Progress, emit, to_json
 
 _STATUSES = [status.value for status in FINISHED]
@@ -100,6 +109,7 @@ async def purge(args: argparse.Namespace, store: SqlStore) -> int:
             statuses=statuses,
             batch=args.batch,
             run_ids=None if exported is None else exported.run_ids,
+            pause_ratio=args.pause_ratio,
         )
         tell(result)
     data: dict[str, Any] = {"deleted": result.to_dict()}
@@ -235,6 +245,14 @@ def configure_runs(actions: Subparsers, common: Parser) -> None:
     )
     purging.add_argument(
         "--dry-run", action="store_true", help="count what would be deleted; delete nothing"
+    )
+    purging.add_argument(
+        "--pause-ratio",
+        type=non_negative_float,
+        default=1.0,
+        metavar="R",
+        help="after each transaction, pause R times as long as it took, so running workers' "
+        "steps keep their latency (default 1: within 2x of idle on SQLite; 0: full speed)",
     )
 
 
