@@ -12,6 +12,7 @@ from abstractruntime import Effect, EffectType, RunState, RunStatus, StepPlan, W
 from abstractruntime.integrations.abstractcore import MappingToolExecutor, create_remote_runtime
 from abstractruntime.integrations.abstractcore.testing import ScriptedChatServer, ScriptedReply
 from abstractruntime.observability import continue_trace
+from tests.helpers import eventually
 from tests.observability.conftest import Otel, hex_trace
 
 
@@ -115,3 +116,26 @@ async def test_continue_trace_makes_a_callers_headers_the_runs_trace(
     assert hex_trace(start) == "0af7651916cd43dd8448eb211c80319c"
     assert start.parent is not None and f"{start.parent.span_id:016x}" == "b7ad6b7169203331"
     assert {hex_trace(s) for s in otel.steps(run_id)} == {"0af7651916cd43dd8448eb211c80319c"}
+
+
+async def test_an_http_callers_traceparent_is_the_trace_of_the_run_it_starts(
+    otel: Otel, sqlite_url: str
+) -> None:
+    from tests.web.conftest import AUTH, served  # the web extra: imported by this test only
+
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    caller = {"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01", **AUTH}
+    async with served(sqlite_url) as web:
+        started = await web.client.post(
+            "/api/v1/workflows/approval/runs", json={"vars": {}}, headers=caller
+        )
+        assert started.status_code == 201, started.text
+        run_id = started.json()["run_id"]
+
+        async def waiting() -> bool:
+            state = (await web.client.get(f"/api/v1/runs/{run_id}", headers=AUTH)).json()
+            return state["status"] == "waiting"
+
+        await eventually(waiting, "the run never waited")
+    steps = otel.steps(run_id)
+    assert steps and {hex_trace(span) for span in steps} == {trace_id}

@@ -14,7 +14,7 @@ scheduler and the LLM client all read it, so turning telemetry on reaches runtim
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, Protocol
@@ -97,6 +97,12 @@ class Telemetry(Protocol):
         """Add the current trace context to outgoing HTTP ``headers`` (``traceparent``)."""
         ...
 
+    def extract(self, headers: Mapping[str, str]) -> AbstractContextManager[Any]:
+        """A scope in which the trace context of incoming HTTP ``headers`` is the current one
+        (the web API wraps each request in it: a run it starts continues the caller's trace,
+        an answer links to it)."""
+        ...
+
 
 class _Nothing:
     """One shared context manager that does nothing (also a ``PollScope``)."""
@@ -150,6 +156,9 @@ class NoTelemetry:
 
     def inject(self, headers: MutableMapping[str, str]) -> None:
         return None
+
+    def extract(self, headers: Mapping[str, str]) -> _Nothing:
+        return _NOTHING
 
 
 _installed: Telemetry = NoTelemetry()

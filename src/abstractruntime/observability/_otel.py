@@ -21,10 +21,12 @@ the scheduler's poll duration and claimed runs.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import time
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any
 
@@ -242,6 +244,11 @@ class OpenTelemetry:
         if self.tracing():
             propagate.inject(headers)
 
+    def extract(self, headers: Mapping[str, str]) -> AbstractContextManager[Any]:
+        if not self.tracing() or "traceparent" not in headers:
+            return _IDLE
+        return _attached(propagate.extract(dict(headers)))
+
     # -- shared by the scopes --------------------------------------------------------------------
 
     def describe(self, span: Span, record: StepRecord, seq: int) -> None:
@@ -285,6 +292,15 @@ class OpenTelemetry:
                 self.retries.add(1, {WORKFLOW_ID: workflow_id})
         elif state.status.is_terminal:
             self.runs.add(1, {"outcome": state.status.value, WORKFLOW_ID: workflow_id})
+
+
+@contextlib.contextmanager
+def _attached(ctx: otel_context.Context) -> Iterator[None]:
+    token = otel_context.attach(ctx)
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 class _Idle:

@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..core import telemetry
 from ..core.runtime import Runtime
 from ..errors import InvalidArgumentError
 from ..scheduler.scheduled import ScheduledRuntime
@@ -123,7 +124,9 @@ def create_app(
                         raise HttpError(
                             403, "Forbidden", f"a cookie-authenticated change needs {CSRF_HEADER}"
                         )
-                return await endpoint(request)
+                # A caller's traceparent: the run it starts or answers joins its trace.
+                with telemetry.current().extract(request.headers):
+                    return await endpoint(request)
             except Exception as exc:  # the one error boundary of the API
                 status, body = error_body(exc)
                 response = JSONResponse(body, status_code=status)
