@@ -270,3 +270,22 @@ async def test_altered_artifact_is_reported_not_returned(db_url: str) -> None:
             )
         with pytest.raises(StoreError, match=f"artifact {artifact_id}.*altered"):
             await store.artifacts.get(artifact_id)
+
+
+async def test_snapshots_page_with_a_keyset_cursor(store: Any, tmp_path: Any) -> None:
+    """Pages of ``list(after=...)`` cover every snapshot once, ties in time included."""
+    from abstractruntime import JsonSnapshotStore
+
+    for snapshots in (store.snapshots, JsonSnapshotStore(tmp_path / "files")):
+        made = [_snap(f"s{i}", minutes=i // 3) for i in range(8)]  # three share each minute
+        for snap in made:
+            await snapshots.save(snap)
+        pages: list[list[str]] = []
+        after = None
+        while page := await snapshots.list(limit=3, after=after):
+            pages.append([s.snapshot_id for s in page])
+            after = (page[-1].created_at, page[-1].snapshot_id)
+        flat = [snapshot_id for page in pages for snapshot_id in page]
+        assert [len(page) for page in pages] == [3, 3, 2]
+        assert flat == [s.snapshot_id for s in await snapshots.list(limit=None)]
+        assert sorted(flat) == sorted(s.snapshot_id for s in made)

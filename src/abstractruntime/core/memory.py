@@ -396,12 +396,14 @@ class InMemorySnapshotStore:
         tag: str | None = None,
         query: str | None = None,
         limit: int | None = 100,
+        after: tuple[datetime, str] | None = None,
     ) -> builtins.list[Snapshot]:
         """Snapshots passing every filter, newest first (see ``SnapshotStore.list``)."""
         found = [
             snapshot
             for snapshot in (Snapshot.from_dict(decode(t)) for t in self._snapshots.values())
             if snapshot.matches(run_id=run_id, tag=tag, query=query)
+            and (after is None or (snapshot.created_at, snapshot.snapshot_id) < after)
         ]
         found.sort(key=lambda s: (s.created_at, s.snapshot_id), reverse=True)
         return found if limit is None else found[: max(limit, 0)]

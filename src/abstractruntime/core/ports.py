@@ -106,8 +106,12 @@ class SnapshotStore(Protocol):
         tag: str | None = None,
         query: str | None = None,
         limit: int | None = 100,
+        after: tuple[datetime, str] | None = None,
     ) -> list[Snapshot]:
         """Snapshots passing every given filter, newest (``created_at``) first.
+
+        ``after``: the next page, after the ``(created_at, snapshot_id)`` of the last
+        snapshot of the previous one (a keyset cursor: pages neither skip nor repeat one).
 
         ``tag`` matches case-insensitively; ``query`` is a case-insensitive substring of the name
         or the description, taken literally (``%``, ``_`` and quotes are plain characters).

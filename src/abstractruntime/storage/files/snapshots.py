@@ -11,6 +11,7 @@ import asyncio
 import builtins
 import contextlib
 import logging
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -90,12 +91,14 @@ class JsonSnapshotStore:
         tag: str | None = None,
         query: str | None = None,
         limit: int | None = 100,
+        after: tuple[datetime, str] | None = None,
     ) -> builtins.list[Snapshot]:
         """Snapshots passing every filter, newest first (damaged files are skipped)."""
         found = [
             s
             for s in await asyncio.to_thread(self.scan_sync)
             if s.matches(run_id=run_id, tag=tag, query=query)
+            and (after is None or (s.created_at, s.snapshot_id) < after)
         ]
         found.sort(key=lambda s: (s.created_at, s.snapshot_id), reverse=True)
         return found if limit is None else found[: max(limit, 0)]

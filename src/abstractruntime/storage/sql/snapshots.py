@@ -10,6 +10,7 @@ literally whatever it holds.
 from __future__ import annotations
 
 import builtins
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ...core.kernel import unstorable
@@ -90,13 +91,16 @@ class SqlSnapshotStore:
         tag: str | None = None,
         query: str | None = None,
         limit: int | None = 100,
+        after: tuple[datetime, str] | None = None,
     ) -> builtins.list[Snapshot]:
         """Snapshots passing every filter, newest first (see ``SnapshotStore.list``)."""
         if unstorable(run_id, tag, query):
             return []
         store = self._store
         await store._ensure_ready()
-        select = statements.list_snapshots_query(run_id=run_id, tag=tag, query=query, limit=limit)
+        select = statements.list_snapshots_query(
+            run_id=run_id, tag=tag, query=query, limit=limit, after=after
+        )
         async with store._reaching("cannot read"), store.engine.connect() as conn:
             rows = (await conn.execute(select)).all()
         return [_snapshot(row) for row in rows]

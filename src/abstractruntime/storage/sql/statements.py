@@ -717,9 +717,19 @@ def list_snapshots_query(
     tag: str | None = None,
     query: str | None = None,
     limit: int | None = 100,
+    after: tuple[datetime, str] | None = None,
 ) -> sa.Select[Any]:
-    """The snapshots passing every given filter, newest first."""
+    """The snapshots passing every given filter, newest first (after the keyset ``after``:
+    ``(created_at, snapshot_id)``)."""
     select = sa.select(*_SNAPSHOT_COLUMNS)
+    if after is not None:
+        at, snapshot_id = after
+        select = select.where(
+            sa.or_(
+                snapshots.c.created_at < at,
+                sa.and_(snapshots.c.created_at == at, snapshots.c.snapshot_id < snapshot_id),
+            )
+        )
     if run_id is not None:
         select = select.where(snapshots.c.run_id == run_id)
     if tag is not None:
