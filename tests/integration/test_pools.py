@@ -232,3 +232,42 @@ def test_the_alembic_command_line_gets_the_url_without_pool_options() -> None:
     """``migrations/env.py`` makes an engine of its own from ``$ABSTRACTRUNTIME_DATABASE_URL``."""
     url = "postgresql://app@db/app?pool_size=3&max_overflow=1&ssl=require"
     assert normalize_url(url) == "postgresql+asyncpg://app@db/app?ssl=require"
+
+
+async def test_renew_returns_the_leases_it_extended(store: Any) -> None:
+    rt = Runtime(store=store)
+    ids = [await rt.start(workflow=counter(1)) for _ in range(3)]
+    now = utc_now()
+    for run_id in ids[:2]:
+        await store.claim_run(run_id, "me", now, now + timedelta(seconds=30))
+    later = now + timedelta(seconds=60)
+    assert sorted(await store.renew("me", ids, later)) == sorted(ids[:2])  # not the unclaimed
+    assert await store.renew("someone else", ids, later) == []
+    assert (await store.load_run(ids[0])).state.status is RunStatus.RUNNING
+
+
+@pytest.mark.postgres
+async def test_one_locked_row_does_not_hold_the_other_leases_back(pg_url: str) -> None:
+    """A commit in flight holds its run's row: the worker's other leases are renewed at once
+    and that one at the next beat, instead of all of them timing out together."""
+    async with SqlStore(pg_url) as store:
+        rt = Runtime(store=store)
+        ids = [await rt.start(workflow=counter(1)) for _ in range(3)]
+        now = utc_now()
+        for run_id in ids:
+            await store.claim_run(run_id, "me", now, now + timedelta(seconds=30))
+        locker = await asyncpg.connect(
+            make_url(pg_url).set(drivername="postgresql").render_as_string(False)
+        )
+        try:
+            await locker.execute("BEGIN")
+            await locker.execute(
+                "SELECT 1 FROM abstractruntime_runs WHERE run_id = $1 FOR UPDATE", ids[0]
+            )
+            later = now + timedelta(seconds=60)
+            renewed = await asyncio.wait_for(store.renew("me", ids, later), timeout=10)
+            assert sorted(renewed) == sorted(ids[1:])
+            await locker.execute("ROLLBACK")
+        finally:
+            await locker.close()
+        assert sorted(await store.renew("me", ids, later)) == sorted(ids)

@@ -70,9 +70,18 @@ class Leases:
             if not held:
                 break
             try:
-                await self._store.renew(self._config.owner, held, self.until())
+                renewed = await self._store.renew(self._config.owner, held, self.until())
             except Exception:  # the next commit or beat retries; the lease may lapse meanwhile
                 logger.warning("could not renew the leases of %d runs", len(held), exc_info=True)
+                continue
+            if renewed is None:  # a store of the original's protocol: no ids to compare
+                continue
+            missed = sorted(set(held) - set(renewed) & self._held)
+            if missed:  # a row locked by a commit in flight (renewed next beat), or taken over
+                logger.info(
+                    "did not renew the leases of runs %s (locked right now, or taken over)",
+                    ", ".join(missed),
+                )
 
     async def aclose(self) -> None:
         """Stop the heartbeat; leases still held are left to expire."""

@@ -148,9 +148,12 @@ class StoredRun:
             self.lease_owner = self.lease_expires_at = None
             self.due_at = due_at(self.state, now)
 
-    def renew(self, owner: str, lease_until: datetime) -> None:
-        if self.lease_owner == owner:
-            self.lease_expires_at = self.due_at = lease_until
+    def renew(self, owner: str, lease_until: datetime) -> bool:
+        """Extend ``owner``'s lease; whether it still held one."""
+        if self.lease_owner != owner:
+            return False
+        self.lease_expires_at = self.due_at = lease_until
+        return True
 
     def wake(self, now: datetime) -> None:
         """A message or event may be there for this waiting run: due now, for a worker to look
@@ -618,11 +621,9 @@ class MemoryStore(MemoryEvents, MemoryWorkers, MemoryLimits, Purging):
         if stored is not None:
             stored.release(handle.owner, now)
 
-    async def renew(self, owner: str, run_ids: Sequence[str], lease_until: datetime) -> None:
-        for run_id in run_ids:
-            stored = self.run_store._runs.get(run_id)
-            if stored is not None:
-                stored.renew(owner, lease_until)
+    async def renew(self, owner: str, run_ids: Sequence[str], lease_until: datetime) -> list[str]:
+        runs = self.run_store._runs
+        return [r for r in run_ids if r in runs and runs[r].renew(owner, lease_until)]
 
     async def get_ledger(self, run_id: str) -> list[dict[str, Any]]:
         self._get(run_id)

@@ -340,11 +340,9 @@ class PairedStore(MemoryEvents, MemoryWorkers, MemoryLimits):
         if run is not None:
             run.release(handle.owner, now)
 
-    async def renew(self, owner: str, run_ids: Sequence[str], lease_until: datetime) -> None:
-        for run_id in run_ids:
-            run = self._runs.get(run_id)
-            if run is not None:
-                run.renew(owner, lease_until)
+    async def renew(self, owner: str, run_ids: Sequence[str], lease_until: datetime) -> list[str]:
+        runs = self._runs
+        return [r for r in run_ids if r in runs and runs[r].renew(owner, lease_until)]
 
     async def get_ledger(self, run_id: str) -> list[dict[str, Any]]:
         return await self._read_ledger(await self._positioned(run_id))

@@ -369,8 +369,11 @@ class Store(Protocol):
         """Give up the lease of ``handle`` without a step (the run becomes due if running)."""
         ...
 
-    async def renew(self, owner: str, run_ids: Sequence[str], lease_until: datetime) -> None:
-        """Extend ``owner``'s leases on ``run_ids`` (leases lost meanwhile stay lost)."""
+    async def renew(self, owner: str, run_ids: Sequence[str], lease_until: datetime) -> list[str]:
+        """Extend ``owner``'s leases on ``run_ids`` (leases lost meanwhile stay lost); returns
+        the ids renewed. A run whose row another transaction holds locked right now (its own
+        commit in flight, say) is skipped rather than waited for, so that one blocked row
+        cannot hold the other leases back: the next beat renews it."""
         ...
 
     async def get_ledger(self, run_id: str) -> list[dict[str, Any]]:

@@ -91,8 +91,8 @@ class SqlBackend(Protocol):
         """Give up ``owner``'s lease; the run is due at ``due`` unless it changed since."""
         ...
 
-    async def renew(self, owner: str, run_ids: Sequence[str], lease_until: datetime) -> None:
-        """Extend ``owner``'s leases that still hold."""
+    async def renew(self, owner: str, run_ids: Sequence[str], lease_until: datetime) -> list[str]:
+        """Extend ``owner``'s leases that still hold, skipping locked rows; the ids renewed."""
         ...
 
     async def listen(self, callback: Callable[[], None]) -> Callable[[], Awaitable[None]]:

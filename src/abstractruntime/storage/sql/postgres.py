@@ -169,9 +169,10 @@ class PostgresBackend:
         pool = await self._get_pool()
         await pool.execute(Postgres.RELEASE, *release_args(run_id, owner, version, due))
 
-    async def renew(self, owner: str, run_ids: Sequence[str], lease_until: datetime) -> None:
+    async def renew(self, owner: str, run_ids: Sequence[str], lease_until: datetime) -> list[str]:
         pool = await self._get_pool()
-        await pool.execute(Postgres.RENEW, *renew_args(owner, lease_until, list(run_ids)))
+        rows = await pool.fetch(Postgres.RENEW, *renew_args(owner, lease_until, list(run_ids)))
+        return [row[0] for row in rows]
 
     async def listen(self, callback: Callable[[], None]) -> Callable[[], Awaitable[None]]:
         """A dedicated connection LISTENs (reopened with backoff when it drops; the scheduler

@@ -434,13 +434,18 @@ class SqliteBackend:
 
         await self._writer.run(write)
 
-    async def renew(self, owner: str, run_ids: Sequence[str], lease_until: datetime) -> None:
+    async def renew(self, owner: str, run_ids: Sequence[str], lease_until: datetime) -> list[str]:
         args = [_bind(statements.renew_args(owner, lease_until, run_id)) for run_id in run_ids]
 
-        def write(conn: sqlite3.Connection) -> None:
-            conn.executemany(Sqlite.RENEW, args)
+        def write(conn: sqlite3.Connection) -> list[str]:
+            # One writer: no row is ever locked against us, so nothing is skipped.
+            return [
+                run_id
+                for run_id, a in zip(run_ids, args, strict=True)
+                if conn.execute(Sqlite.RENEW, a).rowcount
+            ]
 
-        await self._writer.run(write)
+        return await self._writer.run(write)
 
     async def run_write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(connection)`` on the writer thread, in its next transaction: a cold write

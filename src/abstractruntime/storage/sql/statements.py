@@ -354,13 +354,23 @@ def release_args(
 
 
 def _renew(p: _Params) -> str:
-    """Extend a lease (and the due time that follows it): one run id on SQLite (an
-    executemany), an array of them on Postgres."""
+    """Extend a lease (and the due time that follows it): one run id on SQLite (a statement
+    each, in one writer transaction), an array of them on Postgres, where the rows another
+    transaction holds locked are skipped, not waited for (one blocked row must not make every
+    lease of the worker lapse); returns the ids renewed."""
     until, due, owner = p(), p(), p()
-    runs_ = f"= ANY({p()}::text[])" if p.postgres else f"= {p()}"
+    if not p.postgres:
+        return (
+            f"UPDATE {_RUNS} SET lease_expires_at = {until}, due_at = {due} WHERE "
+            f"lease_owner = {owner} AND run_id = {p()}"
+        )
+    mine = (
+        f"SELECT run_id FROM {_RUNS} WHERE run_id = ANY({p()}::text[]) AND lease_owner = {owner} "
+        "FOR UPDATE SKIP LOCKED"
+    )
     return (
-        f"UPDATE {_RUNS} SET lease_expires_at = {until}, due_at = {due} WHERE "
-        f"lease_owner = {owner} AND run_id {runs_}"
+        f"UPDATE {_RUNS} SET lease_expires_at = {until}, due_at = {due} "
+        f"WHERE run_id IN ({mine}) RETURNING run_id"
     )
 
 

@@ -366,12 +366,12 @@ class SqlStore(SqlEvents, SqlWorkers, SqlRetention, SqlLimits):
         async with self._reaching("cannot release a run in"):
             await self._backend.release(handle.state.run_id, handle.owner, handle.version, due)
 
-    async def renew(self, owner: str, run_ids: Sequence[str], lease_until: datetime) -> None:
+    async def renew(self, owner: str, run_ids: Sequence[str], lease_until: datetime) -> list[str]:
         if not run_ids:
-            return
+            return []
         await self._ensure_ready()
         async with self._reaching("cannot renew leases in"):
-            await self._backend.renew(owner, run_ids, lease_until)
+            return await self._backend.renew(owner, run_ids, lease_until)
 
     # -- the Store interface: reads (SQLAlchemy Core on the engine) ---------------------------
 
