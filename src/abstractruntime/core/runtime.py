@@ -33,7 +33,6 @@ from ..errors import (
     StoreError,
     WaitKeyMismatchError,
     WorkflowNotFoundError,
-    WorkflowVersionNotFoundError,
 )
 from . import events, idempotency, kernel, limits, machine, subworkflows, timeouts, versions
 from .config import RuntimeConfig
@@ -293,16 +292,33 @@ class Runtime:
         then times the run out itself if no scheduler has yet) and ``RunLeasedError`` while
         another worker holds it.
         """
+        answer = self._answer(payload)
+        key = idempotency.check_key(idempotency_key)
+        if key is not None and await self._answered(run_id, key):
+            return await self.get_state(run_id)
+        return await self._resume(workflow, run_id, wait_key, answer, max_steps, key)
+
+    def _answer(self, payload: Mapping[str, Any] | None) -> dict[str, Any]:
+        """A copy of a resume payload; a payload that cannot be stored is the caller's error,
+        raised before anything changes."""
         if payload is None:
             payload = {}
         if not isinstance(payload, Mapping):
             raise InvalidTypeError(f"resume payload must be a dict, got {type(payload).__name__}")
         payload = dict(payload)
-        # Before anything changes: a payload that cannot be stored is the caller's error.
         machine.check_payload(payload, "resume payload", self.config.max_payload_bytes)
-        key = idempotency.check_key(idempotency_key)
-        if key is not None and await self._answered(run_id, key):
-            return await self.get_state(run_id)
+        return payload
+
+    async def _resume(
+        self,
+        workflow: WorkflowSpec,
+        run_id: str,
+        wait_key: str | None,
+        payload: dict[str, Any],
+        max_steps: int | None,
+        key: str | None,
+    ) -> RunState:
+        """``resume`` once its arguments are checked (and ``key`` found not yet answered)."""
         handle = await self._claim(run_id)
         try:
             self._check_workflow(workflow, handle.state)
@@ -358,6 +374,7 @@ class Runtime:
         Every loser of a race gets ``RunNotWaitingError`` in the same words, but for
         ``RunLeasedError`` while the winner still holds the run (``retryable``).
         """
+        answer = self._answer(payload)
         key = idempotency.check_key(idempotency_key)
         if key is not None and await self._answered(run_id, key):
             return await self.get_state(run_id)  # answered by an earlier call with the key
@@ -365,21 +382,11 @@ class Runtime:
         kernel.check_answerable(state)
         assert state.waiting is not None
         if workflow is None:
-            workflow = self.workflow_registry.for_run(state)
-        if workflow is None:
-            raise WorkflowVersionNotFoundError(
-                state.workflow_id,
-                state.workflow_version,
-                self.workflow_registry.versions(state.workflow_id),
+            workflow = self.workflow_registry.get_or_raise(
+                state.workflow_id, state.workflow_version
             )
         try:
-            return await self.resume(
-                workflow=workflow,
-                run_id=run_id,
-                wait_key=state.waiting.wait_key,
-                payload=payload,
-                idempotency_key=key,
-            )
+            return await self._resume(workflow, run_id, state.waiting.wait_key, answer, None, key)
         except WaitKeyMismatchError:  # the wait we read was answered first
             raise kernel.not_waiting(await self.get_state(run_id)) from None
 

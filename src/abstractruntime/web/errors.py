@@ -24,7 +24,7 @@ from ..errors import (
     SnapshotNotFoundError,
     StoreError,
     WaitKeyMismatchError,
-    WorkflowVersionNotFoundError,
+    WorkflowNotFoundError,
 )
 
 log = logging.getLogger("abstractruntime.web")
@@ -61,7 +61,8 @@ STATUSES: tuple[tuple[type[BaseException], int], ...] = (
     (RunLeasedError, 409),
     (ConcurrentUpdateError, 409),
     (RunExistsError, 409),
-    (WorkflowVersionNotFoundError, 409),  # this server does not serve the run's version
+    # This server does not serve the run's workflow, or not its version.
+    (WorkflowNotFoundError, 409),
     (SerializationError, 422),
     (InvalidArgumentError, 422),
     (StoreError, 503),

@@ -15,11 +15,9 @@ from ..core import idempotency, pages, subworkflows
 from ..core.models import RunState, RunStatus, WaitReason
 from ..core.runtime import Runtime
 from ..core.serde import iso, to_utc
-from ..core.spec import WorkflowSpec
 from ..errors import (
     RunExistsError,
     RunFinishedError,
-    WorkflowVersionNotFoundError,
 )
 from .errors import not_found, unprocessable
 
@@ -100,17 +98,6 @@ async def list_runs(
     return RunPage(found, encode_cursor(found[-1]) if more and found else None)
 
 
-def workflow_for(rt: Runtime, state: RunState) -> WorkflowSpec:
-    """The spec that drives ``state``: its own workflow version, never the newest."""
-    registry = rt.workflow_registry
-    workflow = registry.for_run(state)
-    if workflow is None:
-        raise WorkflowVersionNotFoundError(
-            state.workflow_id, state.workflow_version, registry.versions(state.workflow_id)
-        )
-    return workflow
-
-
 async def start_run(
     rt: Runtime,
     workflow_id: str,
@@ -158,7 +145,7 @@ async def resume(
 ) -> RunState:
     state = await rt.get_state(run_id)
     return await rt.resume(
-        workflow=workflow_for(rt, state),
+        workflow=rt.workflow_registry.get_or_raise(state.workflow_id, state.workflow_version),
         run_id=run_id,
         wait_key=wait_key,
         payload=dict(payload),

@@ -88,6 +88,7 @@ class _connect:
     """A ``sqlite3`` connection closed on exit (its own context manager only commits)."""
 
     def __init__(self, database: str, *, uri: bool = False) -> None:
+        # blocking-ok: backups copy in a worker thread (backup_sqlite -> _copy)
         self.conn = sqlite3.connect(database, uri=uri, isolation_level=None)
 
     def __enter__(self) -> sqlite3.Connection:

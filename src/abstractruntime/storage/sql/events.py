@@ -24,7 +24,34 @@ from . import statements
 if TYPE_CHECKING:
     import contextlib
 
-    from sqlalchemy.ext.asyncio import AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+
+async def write_step(
+    conn: AsyncConnection,
+    handle: RunHandle,
+    state: RunState,
+    values: dict[str, Any],
+    rows: list[dict[str, Any]],
+    now: datetime,
+) -> list[str]:
+    """Commit a step on the cold path, inside the caller's transaction: the run's row under
+    the version check, its ledger rows, and a waiting parent made due when the run ended;
+    returns the ids of the runs made due (the parent, if any). ``RunNotFoundError`` /
+    ``ConcurrentUpdateError`` roll the transaction back."""
+    run_id = state.run_id
+    update = statements.update_run_query(run_id, handle.version, values)
+    if (await conn.execute(update)).rowcount != 1:
+        if await conn.scalar(statements.run_exists_query(run_id)) is None:
+            raise RunNotFoundError(run_id)
+        raise ConcurrentUpdateError(run_id, handle.version)
+    if rows:
+        await conn.execute(statements.insert_records(), rows)
+    parent = state.parent_run_id
+    if not (state.status.is_terminal and parent):
+        return []
+    made_due = (await conn.execute(statements.mark_parent_due(parent, now))).rowcount
+    return [parent] if made_due else []
 
 
 class SqlEvents:
@@ -134,17 +161,7 @@ class SqlEvents:
                 noted = statements.insert_delivery(self.dialect, delivery.event_id, run_id)
                 if (await conn.execute(noted)).rowcount != 1:
                     raise ConcurrentUpdateError(run_id, handle.version)
-            update = statements.update_run_query(run_id, handle.version, values)
-            if (await conn.execute(update)).rowcount != 1:
-                if await conn.scalar(statements.run_exists_query(run_id)) is None:
-                    raise RunNotFoundError(run_id)
-                raise ConcurrentUpdateError(run_id, handle.version)
-            if rows:
-                await conn.execute(statements.insert_records(), rows)
-            if state.status.is_terminal and state.parent_run_id:
-                parent = state.parent_run_id
-                if (await conn.execute(statements.mark_parent_due(parent, now))).rowcount:
-                    await self._notify(conn, [parent])
+            await self._notify(conn, await write_step(conn, handle, state, values, rows, now))
         return statements.committed_handle(handle, state, state_json, values)
 
     async def wake_waiting(self, run_ids: Sequence[str], now: datetime) -> None:

@@ -25,8 +25,8 @@ from ...core import throttle
 from ...core.models import RunState, RunStatus, StepRecord
 from ...core.ports import RunHandle
 from ...core.throttle import Request, Verdict
-from ...errors import ConcurrentUpdateError, RunNotFoundError
 from . import statements
+from .events import write_step
 from .schema import UTCDateTime, limit_budgets, limit_slots, runs
 
 if TYPE_CHECKING:
@@ -290,17 +290,7 @@ class SqlLimits:
             censuses = {}
             for budget in sorted(budgets):  # budgets first, then runs: one lock order
                 censuses[budget] = await self._lock(conn, budgets[budget], now)
-            update = statements.update_run_query(run_id, handle.version, values)
-            if (await conn.execute(update)).rowcount != 1:
-                if await conn.scalar(statements.run_exists_query(run_id)) is None:
-                    raise RunNotFoundError(run_id)
-                raise ConcurrentUpdateError(run_id, handle.version)
-            if rows:
-                await conn.execute(statements.insert_records(), rows)
-            if state.status.is_terminal and state.parent_run_id:
-                parent = state.parent_run_id
-                if (await conn.execute(statements.mark_parent_due(parent, now))).rowcount:
-                    woken.append(parent)
+            woken += await write_step(conn, handle, state, values, rows, now)
             for request in release:
                 census = censuses[request.budget][1]
                 await conn.execute(
